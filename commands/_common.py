@@ -1,0 +1,33 @@
+"""Conventions shared by every command module: global state, common options, JSON output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Optional
+
+import typer
+
+
+@dataclass
+class State:
+    verbose: bool = False
+
+
+state = State()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (the canonical, versioned output).")]
+PidOpt = Annotated[Optional[int], typer.Option("--pid", "-p", help="Target process ID.", show_default=False)]
+SubprocessesOpt = Annotated[
+    bool, typer.Option("--subprocesses", "-s", help="Include the target's child processes (workers).")
+]
+ProcRootOpt = Annotated[str, typer.Option("--proc-root", hidden=True, help="Root of /proc (for captured trees).")]
+
+
+def emit(result: Any, as_json: bool, render: Any = None) -> None:
+    """Print ``result`` as JSON, or hand it to ``render`` (a function of the result) for people."""
+    from obskit.output import emit_json
+
+    if as_json or render is None:
+        emit_json(result)
+    else:
+        render(result)

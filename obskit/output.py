@@ -1,0 +1,124 @@
+"""Shared output helpers: canonical JSON for every result, and the rich consoles.
+
+Results are plain dataclasses carrying a ``SCHEMA`` class attribute such as
+``"obskit.profile/1"``.  :func:`to_jsonable` turns them (recursively) into JSON
+values and adds ``"schema"`` at the top level, so ``--json`` output is versioned.
+rich is imported only when a console is asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert dataclasses, enums, paths, sets and mappings to JSON-ready values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        schema = getattr(type(obj), "SCHEMA", None)
+        if isinstance(schema, str):
+            out["schema"] = schema
+        for f in dataclasses.fields(obj):
+            if f.metadata.get("json") is False:
+                continue
+            out[f.name] = to_jsonable(getattr(obj, f.name))
+        return out
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
+        return [to_jsonable(v) for v in items]
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return to_jsonable(to_dict())
+    return str(obj)
+
+
+def dumps(obj: Any, *, indent: int | None = 2) -> str:
+    return json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def emit_json(obj: Any, file: IO[str] | None = None, *, indent: int | None = 2) -> None:
+    """Write one JSON document (the canonical ``--json`` output) to stdout."""
+    stream = file if file is not None else sys.stdout
+    stream.write(dumps(obj, indent=indent))
+    stream.write("\n")
+    stream.flush()
+
+
+_consoles: dict[str, Console] = {}
+
+
+def console(stderr: bool = False) -> Console:
+    """The shared rich console (stdout for results, stderr for progress and warnings)."""
+    key = "err" if stderr else "out"
+    if key not in _consoles:
+        from rich.console import Console
+
+        kwargs: dict[str, Any] = {"stderr": stderr, "highlight": False}
+        if os.environ.get("OBSKIT_WIDTH"):
+            kwargs["width"] = int(os.environ["OBSKIT_WIDTH"])
+        _consoles[key] = Console(**kwargs)
+    return _consoles[key]
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (never on stdout, which may carry --json)."""
+    console(stderr=True).print(f"[yellow]obskit: warning:[/] {escape(message)}")
+
+
+def info(message: str) -> None:
+    console(stderr=True).print(f"[dim]obskit:[/] {escape(message)}")
+
+
+def escape(text: str) -> str:
+    """Escape rich markup in text that comes from a target (function names, paths, logs)."""
+    return text.replace("[", "\\[")
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def human_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 1e-3:
+        return f"{s * 1e6:.0f}µs"
+    if s < 1:
+        return f"{s * 1e3:.1f}ms"
+    if s < 120:
+        return f"{s:.1f}s"
+    if s < 7200:
+        return f"{s / 60:.1f}m"
+    if s < 172800:
+        return f"{s / 3600:.1f}h"
+    return f"{s / 86400:.1f}d"

@@ -1,0 +1,66 @@
+"""The CLI's conventions: version, help, one-line errors and the exit-code table."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from conftest import ROOT, run_obskit
+
+from obskit import __version__
+from obskit.errors import EXIT_CODE_TABLE, ExitCode, ObskitError
+
+
+def test_version_both_entry_points() -> None:
+    r = run_obskit("--version")
+    assert r.exit_code == 0
+    assert r.stdout.strip() == f"obskit {__version__}"
+
+
+def test_help_lists_every_command() -> None:
+    r = run_obskit("--help")
+    assert r.exit_code == 0
+    for name in ("profile", "ps", "stacks", "top", "doctor", "quota", "mem", "gc", "run", "logs", "trace", "demo"):
+        assert re.search(rf"^\s+{name}\s", r.stdout, re.M), name
+
+
+def test_unknown_command_is_one_line_usage_error() -> None:
+    r = run_obskit("no-such-command")
+    assert r.exit_code == ExitCode.USAGE
+    assert r.stderr.count("\n") == 1
+    assert r.stderr.startswith("obskit: error: ")
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_option_is_one_line_usage_error() -> None:
+    r = run_obskit("--no-such-option")
+    assert r.exit_code == ExitCode.USAGE
+    assert r.stderr.count("\n") == 1
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys; from obskit.commands import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('opentelemetry.sdk.trace', 'google.protobuf', 'psutil', 'typer.rich_utils',"
+        " 'rich.markdown') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "HEAVY []" in out, out
+
+
+def test_error_one_line_with_hint() -> None:
+    e = ObskitError("process 12 not found.", "check the PID with `obskit ps`", pid=12)
+    assert e.one_line() == "process 12 not found (check the PID with `obskit ps`)"
+    assert e.to_dict()["pid"] == 12
+
+
+def test_exit_code_doc_matches_table() -> None:
+    doc = (ROOT / "docs" / "exit-codes.md").read_text()
+    rows = re.findall(r"^\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|", doc, re.M)
+    documented = {int(code): name for code, name in rows}
+    assert documented == {int(code): name for code, name, _ in EXIT_CODE_TABLE}
+    assert {int(c) for c, _, _ in EXIT_CODE_TABLE} == {int(c) for c in ExitCode}
