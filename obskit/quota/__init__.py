@@ -1,1 +1,1 @@
-"""obskit.quota."""
+"""`obskit quota`: container CPU and memory quotas against the workers actually running."""
