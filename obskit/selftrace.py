@@ -20,6 +20,7 @@ class NullSpan:
 
     trace_id: str | None = None
     span_id: str | None = None
+    traceparent: str | None = None
 
     def set_attribute(self, key: str, value: Any) -> None:
         pass
@@ -35,14 +36,22 @@ def enabled() -> bool:
     env = os.environ
     if env.get("OBSKIT_TRACE", "").lower() in ("0", "false", "off"):
         return False
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
     return bool(
-        env.get("OBSKIT_TRACE") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        env.get("OBSKIT_TRACE")
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     )
 
 
 @contextmanager
 def span(name: str, **attributes: Any) -> Iterator[Any]:
-    """A span around a piece of obskit's work; yields an object with ``trace_id``/``span_id``."""
+    """A span around a piece of obskit's work; yields an object with ``trace_id``/``span_id``.
+
+    Nested calls make child spans; a TRACEPARENT in the environment is the parent of the
+    outermost one.  An exception marks the span as an error and propagates unchanged.
+    """
     if not enabled():
         yield NullSpan()
         return

@@ -1,0 +1,242 @@
+"""Creating spans: around a child command, one finished span, and spans a shell opens and closes."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from obskit.errors import InputError, UsageError
+from obskit.otel.config import TraceConfig
+from obskit.otel.exec import ChildResult
+from obskit.otel.model import KINDS, SpanEvent, SpanRecord
+from obskit.otel.propagation import SpanContext, new_span_id, new_trace_id, parse_traceparent
+from obskit.otel.spool import Spool
+
+
+def parse_attrs(items: list[str] | None) -> dict[str, Any]:
+    """``k=v`` pairs; values that look like ints, floats or booleans are typed."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise UsageError(f"bad attribute {item[:40]!r}", "use --attr key=value")
+        out[k.strip()] = typed(v)
+    return out
+
+
+def typed(v: str) -> Any:
+    if v in ("true", "false"):
+        return v == "true"
+    if re.fullmatch(r"-?\d{1,18}", v):
+        return int(v)
+    if re.fullmatch(r"-?\d+\.\d*(e-?\d+)?", v):
+        return float(v)
+    return v
+
+
+def check_kind(kind: str) -> str:
+    k = kind.strip().lower()
+    if k not in KINDS:
+        raise UsageError(f"unknown span kind {kind!r}", f"use one of: {', '.join(KINDS)}")
+    return k
+
+
+_REL = re.compile(r"^([+-]?\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d)$")
+_UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
+
+
+def parse_time(text: str, now_ns: int | None = None) -> int:
+    """Epoch seconds (or ns), RFC 3339, ``now``, or relative to now (``-5s``, ``-2m``) -> ns."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    t = text.strip()
+    if t.lower() == "now":
+        return now_ns
+    m = _REL.match(t)
+    if m:
+        return now_ns + int(Decimal(m.group(1)) * _UNITS[m.group(2)])
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        value = Decimal(t)
+        if value > 10**17:  # already nanoseconds
+            return int(value)
+        if value > 10**14:  # microseconds
+            return int(value * 10**3)
+        if value > 10**11:  # milliseconds
+            return int(value * 10**6)
+        return int(value * 10**9)
+    iso = t.replace("Z", "+00:00").replace("z", "+00:00")
+    frac_ns = 0
+    frac = re.search(r"\.(\d+)", iso)
+    if frac:  # fromisoformat stops at microseconds; keep the nanoseconds exactly
+        frac_ns = int(frac.group(1)[:9].ljust(9, "0"))
+        iso = iso.replace(frac.group(0), "", 1)
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        raise InputError(
+            f"cannot read the time {text[:40]!r}", "use epoch seconds, RFC 3339 (2026-01-02T03:04:05Z) or -5s"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()
+    return int(dt.timestamp()) * 10**9 + frac_ns
+
+
+def new_span(cfg: TraceConfig, name: str, parent: SpanContext | None, kind: str = "internal") -> SpanRecord:
+    """A span with fresh ids, child of ``parent``; the sampler decides its flag."""
+    trace_id = parent.trace_id if parent else new_trace_id()
+    sampled = cfg.sampler.should_sample(trace_id, parent)
+    return SpanRecord(
+        name=name,
+        trace_id=trace_id,
+        span_id=new_span_id(),
+        parent_span_id=parent.span_id if parent else "",
+        kind=kind,
+        start_ns=time.time_ns(),
+        tracestate=parent.tracestate if parent else "",
+        flags=1 if sampled else 0,
+        remote_parent=parent is not None,
+    )
+
+
+def context_of(s: SpanRecord) -> SpanContext:
+    return SpanContext(s.trace_id, s.span_id, s.flags, s.tracestate)
+
+
+_SECRET_WORD = r"(?:pass(?:word|wd)?|secret|token|api[-_]?key|access[-_]?key|auth(?:orization)?|credentials?|pwd)"
+_SECRET_FLAG = re.compile(rf"^--?[\w-]*{_SECRET_WORD}[\w-]*$", re.IGNORECASE)
+_SECRET_ASSIGN = re.compile(rf"^(-{{0,2}}[\w.-]*{_SECRET_WORD}[\w.-]*[=:])(.+)$", re.IGNORECASE)
+_SECRET_HEADER = re.compile(r"^((?:proxy-)?authorization|x-api-key|cookie)\s*:\s*(.+)$", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(://[^/:@\s]+:)[^@/\s]+@")
+REDACTED = "***"
+
+
+def redact_args(argv: list[str]) -> list[str]:
+    """Command arguments safe to export: values of password/token/key flags, auth headers and
+    URL passwords are replaced (the child itself gets the real arguments)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        if _SECRET_FLAG.match(arg):
+            out.append(arg)
+            hide_next = True
+            continue
+        m = _SECRET_HEADER.match(arg) or _SECRET_ASSIGN.match(arg)
+        if m:
+            out.append(f"{m.group(1)}: {REDACTED}" if m.re is _SECRET_HEADER else m.group(1) + REDACTED)
+            continue
+        out.append(_URL_USERINFO.sub(rf"\1{REDACTED}@", arg))
+    return out
+
+
+def finish_exec(span: SpanRecord, child: ChildResult) -> SpanRecord:
+    """Fill in the exec span from the child's outcome (semantic-convention attributes)."""
+    span.start_ns = child.start_ns or span.start_ns
+    span.end_ns = child.end_ns or time.time_ns()
+    argv = redact_args(child.argv)
+    span.attributes.setdefault("process.command", argv[0] if argv else "")
+    span.attributes.setdefault("process.command_args", argv)
+    span.attributes.setdefault("process.executable.name", os.path.basename(argv[0]) if argv else "")
+    if child.pid is not None:
+        span.attributes["process.pid"] = child.pid
+    span.attributes["process.parent_pid"] = os.getpid()
+    span.attributes["process.exit.code"] = child.exit_code
+    if child.signal:
+        import signal as _signal
+
+        try:
+            span.attributes["process.exit.signal"] = _signal.Signals(child.signal).name
+        except ValueError:
+            span.attributes["process.exit.signal"] = str(child.signal)
+    if child.forwarded:
+        span.attributes["obskit.signals_forwarded"] = child.forwarded
+    if child.exit_code == 0:
+        span.status = "ok"
+    else:
+        span.status = "error"
+        span.status_message = child.error or (
+            f"killed by signal {span.attributes.get('process.exit.signal')}"
+            if child.signal
+            else f"exit code {child.exit_code}"
+        )
+        if child.error:
+            span.add_event("exception", {"exception.type": "OSError", "exception.message": child.error}, span.end_ns)
+    return span
+
+
+# --- spans opened by one shell command and closed by another ---------------------------
+
+
+def save_open(store: Spool, span: SpanRecord) -> None:
+    store.save_open(
+        span.span_id,
+        {
+            "name": span.name,
+            "trace_id": span.trace_id,
+            "span_id": span.span_id,
+            "parent_span_id": span.parent_span_id,
+            "kind": span.kind,
+            "start_ns": span.start_ns,
+            "attributes": span.attributes,
+            "events": [{"name": e.name, "time_ns": e.time_ns, "attributes": e.attributes} for e in span.events],
+            "tracestate": span.tracestate,
+            "flags": span.flags,
+            "remote_parent": span.remote_parent,
+            "owner_pid": os.getppid(),
+        },
+    )
+
+
+def load_open(store: Spool, traceparent: str | None) -> SpanRecord:
+    """The open span named by ``traceparent`` (or TRACEPARENT, or the only open one)."""
+    if traceparent:
+        ctx = parse_traceparent(traceparent)
+        if ctx is None:
+            raise InputError(f"not a traceparent: {traceparent[:60]!r}", "expected 00-<32 hex>-<16 hex>-<2 hex>")
+        state = store.load_open(ctx.span_id)
+        if state is None:
+            raise InputError(
+                f"no open span {ctx.span_id}", "start one with `obskit trace span start --name N` (see `trace status`)"
+            )
+    else:
+        candidates = store.open_spans()
+        if len(candidates) != 1:
+            raise InputError(
+                "no open span given" if not candidates else f"{len(candidates)} spans are open",
+                "pass the traceparent printed by `obskit trace span start`, or export TRACEPARENT",
+            )
+        state = candidates[0]
+    return SpanRecord(
+        name=str(state["name"]),
+        trace_id=str(state["trace_id"]),
+        span_id=str(state["span_id"]),
+        parent_span_id=str(state.get("parent_span_id", "")),
+        kind=str(state.get("kind", "internal")),
+        start_ns=int(state["start_ns"]),
+        attributes=dict(state.get("attributes", {})),
+        events=[
+            SpanEvent(e["name"], int(e["time_ns"]), dict(e.get("attributes", {}))) for e in state.get("events", [])
+        ],
+        tracestate=str(state.get("tracestate", "")),
+        flags=int(state.get("flags", 1)),
+        remote_parent=bool(state.get("remote_parent", False)),
+    )
+
+
+def open_span_for(store: Spool, ctx: SpanContext | None) -> SpanRecord | None:
+    if ctx is None:
+        return None
+    if store.load_open(ctx.span_id) is None:
+        return None
+    return load_open(store, ctx.traceparent())
+
+
+def state_path(cfg: TraceConfig) -> Path:
+    return Path(cfg.state_dir)
