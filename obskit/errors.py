@@ -122,7 +122,7 @@ EXIT_CODE_TABLE: list[tuple[ExitCode, str, str]] = [
     (ExitCode.INTERNAL, "internal error", "A bug in obskit. Re-run with --verbose and report the traceback."),
     (ExitCode.USAGE, "usage error", "Bad option, argument or combination of them."),
     (ExitCode.FINDINGS, "findings", "A check found problems at or above --fail-on (quota, gates)."),
-    (ExitCode.TARGET_NOT_FOUND, "target not found", "No process with that PID is visible; a command to run was not found."),
+    (ExitCode.TARGET_NOT_FOUND, "target not found", "No process with that PID is visible; the command to profile (`profile record -- CMD`) was not found."),
     (ExitCode.TARGET_NOT_PYTHON, "target not Python", "The process runs no Python interpreter that obskit can read."),
     (ExitCode.PERMISSION_DENIED, "permission denied", "ptrace or /proc access refused; the message names the fix."),
     (ExitCode.UNSUPPORTED_VERSION, "unsupported Python version", "The target's Python is too old or too new for the bundled py-spy."),
