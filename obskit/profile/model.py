@@ -148,7 +148,13 @@ class Profile:
         """Add ``count`` observations of ``stack`` (root first) in thread ``tid`` of ``pid``."""
         if count <= 0:
             return
-        key = (pid, tid, tuple(self.intern(f) for f in stack))
+        self.add_indices(pid, tid, tuple(self.intern(f) for f in stack), count)
+
+    def add_indices(self, pid: int, tid: int, frames: tuple[int, ...], count: int = 1) -> None:
+        """Like :meth:`add_stack` with frames already interned (indices into ``self.frames``)."""
+        if count <= 0:
+            return
+        key = (pid, tid, frames)
         if len(self._sample_index) != len(self.samples):
             self._reindex()
         i = self._sample_index.get(key)
@@ -210,41 +216,59 @@ class Profile:
 
     def top_functions(self, limit: int | None = 20, *, pid: int | None = None) -> list[FunctionStat]:
         """Functions by self samples: (name, file) grouped, with the line seen most in self samples."""
+        # Frames are mapped to (name, file) ids once; per sample only integer work remains.
+        key_ids: dict[tuple[str, str], int] = {}
+        keys: list[tuple[str, str]] = []
+        frame_key: list[int] = []
+        for f in self.frames:
+            k = (f.name, f.file)
+            i = key_ids.get(k)
+            if i is None:
+                i = key_ids[k] = len(keys)
+                keys.append(k)
+            frame_key.append(i)
         total = 0
-        self_counts: dict[tuple[str, str], int] = {}
-        total_counts: dict[tuple[str, str], int] = {}
-        line_counts: dict[tuple[str, str], dict[int, int]] = {}
+        self_counts = [0] * len(keys)
+        total_counts = [0] * len(keys)
+        line_counts: dict[int, dict[int, int]] = {}
         for s in self.samples:
             if pid is not None and s.pid != pid:
                 continue
-            total += s.count
-            if not s.frames:
+            c = s.count
+            total += c
+            fr = s.frames
+            if not fr:
                 continue
-            seen: set[tuple[str, str]] = set()
-            for i in s.frames:
-                f = self.frames[i]
-                key = (f.name, f.file)
-                if key not in seen:
-                    seen.add(key)
-                    total_counts[key] = total_counts.get(key, 0) + s.count
-            leaf = self.frames[s.frames[-1]]
-            lk = (leaf.name, leaf.file)
-            self_counts[lk] = self_counts.get(lk, 0) + s.count
+            for i in {frame_key[j] for j in fr}:
+                total_counts[i] += c
+            leaf = fr[-1]
+            lk = frame_key[leaf]
+            self_counts[lk] += c
             lines = line_counts.setdefault(lk, {})
-            lines[leaf.line] = lines.get(leaf.line, 0) + s.count
+            ln = self.frames[leaf].line
+            lines[ln] = lines.get(ln, 0) + c
         if total == 0:
             return []
-        keys = sorted(total_counts, key=lambda k: (-self_counts.get(k, 0), -total_counts[k], k))
+        ranked = sorted((i for i in range(len(keys)) if total_counts[i]),
+                        key=lambda i: (-self_counts[i], -total_counts[i], keys[i]))
+        chosen = ranked[:limit] if limit else ranked
+        # Functions never seen as a leaf: the line of their first frame in sample order.
+        first_line: dict[int, int] = {}
+        missing = {i for i in chosen if i not in line_counts}
+        for s in self.samples:
+            if not missing:
+                break
+            for j in s.frames:
+                i = frame_key[j]
+                if i in missing:
+                    first_line[i] = self.frames[j].line
+                    missing.discard(i)
         out = []
-        for k in keys[:limit] if limit else keys:
-            seen_lines = line_counts.get(k)
-            if seen_lines:
-                line = max(seen_lines.items(), key=lambda kv: kv[1])[0]
-            else:
-                line = next((self.frames[i].line for s in self.samples for i in s.frames if self.frames[i].name == k[0]
-                             and self.frames[i].file == k[1]), 0)
-            sc = self_counts.get(k, 0)
-            out.append(FunctionStat(k[0], k[1], line, sc, total_counts[k], sc / total, total_counts[k] / total))
+        for i in chosen:
+            seen_lines = line_counts.get(i)
+            line = max(seen_lines.items(), key=lambda kv: kv[1])[0] if seen_lines else first_line.get(i, 0)
+            sc, tc = self_counts[i], total_counts[i]
+            out.append(FunctionStat(keys[i][0], keys[i][1], line, sc, tc, sc / total, tc / total))
         return out
 
     def per_process(self) -> list[ProcessStat]:
@@ -314,7 +338,8 @@ class Profile:
 
 # -- folded stacks (py-spy raw, flamegraph.pl, inferno) ---------------------------
 
-_FRAME_RE = re.compile(r"^(?P<name>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+# Split at the first " (": Python names never contain it, file names may hold parentheses.
+_FRAME_RE = re.compile(r"^(?P<name>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 _THREAD_RE = re.compile(r"^thread \((?P<tid>0x[0-9a-fA-F]+|\d+)\)(?::\s*(?P<name>.*))?$")
 _PROCESS_RE = re.compile(r'^process (?P<pid>\d+):"?(?P<cmd>.*?)"?$')
 
@@ -335,6 +360,7 @@ def parse_collapsed(lines: Iterable[str], profile: Profile | None = None, *, def
     sample's process and thread instead of frames.
     """
     prof = profile if profile is not None else Profile()
+    interned: dict[str, int] = {}  # frame text -> frame index: each distinct frame is parsed once
     for lineno, raw in enumerate(lines, 1):
         line = raw.rstrip("\r\n")
         if not line.strip() or line.startswith("#"):
@@ -349,12 +375,14 @@ def parse_collapsed(lines: Iterable[str], profile: Profile | None = None, *, def
                              "expected `a;b;c 12`") from None
         parts = stack_text.split(";") if stack_text else []
         pid, tid = default_pid, 0
-        if parts:
+        # py-spy -s roots a child's stack with its ancestors' process frames: the last one is the sampled process.
+        while parts:
             m = _PROCESS_RE.match(parts[0])
-            if m:
-                pid = int(m.group("pid"))
-                prof.ensure_process(pid, cmdline=m.group("cmd"))
-                parts = parts[1:]
+            if not m:
+                break
+            pid = int(m.group("pid"))
+            prof.ensure_process(pid, cmdline=m.group("cmd"))
+            parts = parts[1:]
         if parts:
             m2 = _THREAD_RE.match(parts[0])
             if m2:
@@ -364,7 +392,13 @@ def parse_collapsed(lines: Iterable[str], profile: Profile | None = None, *, def
                 parts = parts[1:]
         if pid and prof.process(pid) is None:
             prof.ensure_process(pid)
-        prof.add_stack(pid, tid, [parse_frame(p) for p in parts], count)
+        idx = []
+        for part in parts:
+            i = interned.get(part)
+            if i is None:
+                i = interned[part] = prof.intern(parse_frame(part))
+            idx.append(i)
+        prof.add_indices(pid, tid, tuple(idx), count)
     return prof
 
 
@@ -372,19 +406,28 @@ def to_collapsed(profile: Profile, *, with_process: bool | None = None, with_thr
     """Folded stacks that flamegraph.pl and inferno read (process and thread as root frames)."""
     if with_process is None:
         with_process = len({s.pid for s in profile.samples}) > 1
+    labels = [_clean(f.label()) for f in profile.frames]
+    roots: dict[tuple[int, int], str] = {}
     out = []
-    for s, frames in profile.stacks():
-        parts: list[str] = []
-        if with_process:
-            meta = profile.process(s.pid)
-            parts.append(f'process {s.pid}:"{_clean(meta.cmdline if meta else "")}"')
-        if with_thread:
-            parts.append(f"thread ({s.tid}): {_clean(profile.thread_name(s.pid, s.tid))}")
-        parts.extend(_clean(f.label()) for f in frames)
-        out.append(f"{';'.join(parts)} {s.count}")
+    for s in profile.samples:
+        root = roots.get((s.pid, s.tid))
+        if root is None:
+            parts: list[str] = []
+            if with_process:
+                meta = profile.process(s.pid)
+                parts.append(f'process {s.pid}:"{_clean(meta.cmdline if meta else "")}"')
+            if with_thread:
+                parts.append(f"thread ({s.tid}): {_clean(profile.thread_name(s.pid, s.tid))}")
+            root = roots[(s.pid, s.tid)] = "".join(p + ";" for p in parts)
+        stack = ";".join([labels[i] for i in s.frames])
+        out.append(f"{root}{stack} {s.count}" if stack or not root else f"{root[:-1]} {s.count}")
     return "\n".join(out) + ("\n" if out else "")
+
+
+# Every character str.splitlines() breaks on: a reader using it must still see one stack per line.
+_LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
 
 
 def _clean(text: str) -> str:
     # ';' separates frames and a newline separates stacks: neither may appear inside a frame.
-    return text.replace(";", ":").replace("\n", " ").replace("\r", " ")
+    return text.replace(";", ":").translate(_LINE_BREAKS)

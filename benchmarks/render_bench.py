@@ -1,0 +1,104 @@
+"""Render time and size of every profile format for a large synthetic profile.
+
+The profile has 1,000,000 samples over 50,000 distinct stacks (depth 8-40, 2,000
+functions in 200 files, Zipf-distributed counts over 4 processes x 4 threads), the
+size the HTML target is stated for (<= 2 s, <= 10 MB).  Figures are printed, not
+asserted: run it on a quiet machine for numbers to compare.
+
+    python benchmarks/render_bench.py [--samples N] [--stacks N] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import random
+import sys
+import tempfile
+import time
+
+from obskit.profile.formats import FORMATS, load_profile, render, write_bytes_atomic
+from obskit.profile.html import render_diff_html, render_html
+from obskit.profile.model import Frame, Profile
+
+
+def synthetic(samples: int = 1_000_000, stacks: int = 50_000, seed: int = 7) -> Profile:
+    rnd = random.Random(seed)
+    files = [f"/srv/app/pkg{i // 20}/mod{i}.py" for i in range(150)] + [
+        f"/usr/lib/python3.11/site-packages/lib{i}/core.py" for i in range(50)]
+    funcs = [Frame(f"func_{i}", files[i % len(files)], 10 + (i * 7) % 400) for i in range(2000)]
+    callees = {i: rnd.sample(range(2000), rnd.randint(2, 6)) for i in range(2000)}
+    prof = Profile()
+    prof.metadata.requested_rate = 100
+    prof.metadata.duration_s = samples / 100 / 16
+    for pid in range(4):
+        prof.ensure_process(1000 + pid, cmdline=f"gunicorn: worker {pid}", role="gunicorn-worker")
+        for t in range(4):
+            prof.ensure_thread(1000 + pid, 2000 + pid * 10 + t, f"thread-{t}")
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    weights = [1.0 / (k + 1) ** 0.9 for k in range(stacks)]
+    scale = samples / sum(weights)
+    counts = [max(1, int(w * scale)) for w in weights]
+    counts[0] += samples - sum(counts)
+    k = 0
+    while k < stacks:
+        depth = rnd.randint(8, 40)
+        cur = rnd.randrange(20)  # a few entry points, so stacks share prefixes as real ones do
+        path = [cur]
+        for _ in range(depth - 1):
+            cur = rnd.choice(callees[cur])
+            path.append(cur)
+        thread = rnd.randrange(16)
+        key = (thread, tuple(path))
+        if key in seen:
+            continue
+        seen.add(key)
+        pid, tid = 1000 + thread // 4, 2000 + (thread // 4) * 10 + thread % 4
+        prof.add_stack(pid, tid, [funcs[i] for i in path], counts[k])
+        k += 1
+    return prof
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=1_000_000)
+    ap.add_argument("--stacks", type=int, default=50_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    prof = synthetic(args.samples, args.stacks)
+    print(f"synthetic profile: {prof.total_samples:,} samples, {len(prof.samples):,} distinct stacks, "
+          f"{len(prof.frames):,} frames (built in {time.perf_counter() - t0:.2f} s); best of {args.repeat}")
+    print(f"{'format':<11} {'render s':>9} {'size MB':>9} {'gzip MB':>8} {'load s':>7}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in FORMATS:
+            best, data = float("inf"), b""
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                data = render(prof, fmt)
+                best = min(best, time.perf_counter() - t)
+            path = os.path.join(tmp, "p." + {"speedscope": "speedscope.json", "pprof": "pb.gz"}.get(fmt, fmt))
+            write_bytes_atomic(path, data)
+            load = ""
+            if fmt != "html":
+                t = time.perf_counter()
+                back = load_profile(path)
+                load = f"{time.perf_counter() - t:.2f}"
+                assert back.total_samples == prof.total_samples, (fmt, back.total_samples)
+            gz = len(gzip.compress(data, 6)) if fmt != "pprof" else len(data)
+            print(f"{fmt:<11} {best:>9.2f} {len(data) / 1e6:>9.2f} {gz / 1e6:>8.2f} {load:>7}")
+        for share in (0.0, 0.001):
+            t = time.perf_counter()
+            data = render_html(prof, min_share=share, max_nodes=10**9 if share == 0 else 120_000)
+            print(f"html min_share={share:g}: {time.perf_counter() - t:.2f} s, {len(data) / 1e6:.2f} MB")
+        other = synthetic(args.samples, args.stacks, seed=8)
+        t = time.perf_counter()
+        data = render_diff_html(prof, other)
+        print(f"diff html (two such profiles): {time.perf_counter() - t:.2f} s, {len(data) / 1e6:.2f} MB")
+    print("targets: html <= 2 s and <= 10 MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
