@@ -1,19 +1,16 @@
 """Pre-flight for anything that attaches to a process: fail fast, with the real cause and the fix.
 
 Checks run before any waiting: the PID exists, it runs Python, its version is one the
-bundled py-spy reads, and this process may ptrace it.  ``obskit doctor`` runs the
-same checks in full and prints them one per line.
+bundled py-spy reads, and this process may ptrace it.  The permission part is the
+doctor's checks (uid, ptrace_scope, seccomp, /proc/N/root), so the error names the
+check that failed and its fix; ``obskit doctor`` prints them all, one per line.
 """
 
 from __future__ import annotations
 
-import os
-
-from obskit.errors import PermissionDenied, TargetNotFound, TargetNotPython, UnsupportedVersion
+from obskit.errors import ObskitError, TargetNotFound, TargetNotPython, UnsupportedVersion
 from obskit.proc import ProcessFacts, ProcFS
-from obskit.pyspy import PERMISSION_HINT, SUPPORTED_MAX, version_supported
-
-CAP_SYS_PTRACE = 19
+from obskit.pyspy import SUPPORTED_MAX, version_supported
 
 
 def preflight(pid: int, *, proc_root: str = "/proc", check_permissions: bool = True) -> ProcessFacts:
@@ -36,68 +33,54 @@ def preflight(pid: int, *, proc_root: str = "/proc", check_permissions: bool = T
             pid=pid,
         )
     if facts.python_version and not version_supported(facts.python_version):
+        hint = f"supported: 2.3 to {SUPPORTED_MAX[0]}.{SUPPORTED_MAX[1]}; upgrade py-spy (`pip install -U py-spy`)"
+        if _at_least(facts.python_version, (3, 14)):
+            v = facts.python_version
+            hint += f"; Python {v} itself shows tasks and stacks: `python{v} -m asyncio pstree {pid}`, `python{v} -m pdb -p {pid}`"
         raise UnsupportedVersion(
             f"process {pid} runs Python {facts.python_version}, which the bundled py-spy does not read",
-            f"supported: 2.3 to {SUPPORTED_MAX[0]}.{SUPPORTED_MAX[1]}; upgrade py-spy (`pip install -U py-spy`)",
+            hint,
             pid=pid,
         )
     if check_permissions:
-        problem = ptrace_problem(pid, fs)
-        if problem:
-            raise PermissionDenied(f"cannot attach to process {pid}: {problem}", PERMISSION_HINT, pid=pid)
+        problem = permission_problem(pid, proc_root=proc_root)
+        if problem is not None:
+            raise problem
     return facts
 
 
+def permission_problem(pid: int, *, proc_root: str = "/proc", sys_root: str = "/") -> ObskitError | None:
+    """The doctor check that says why ptrace of ``pid`` would be refused, as an error; None if nothing does."""
+    from obskit.doctor import PERMISSION_CHECKS, DoctorContext
+
+    ctx = DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root)
+    for check in PERMISSION_CHECKS:
+        result = check(ctx)
+        if result.status == "fail":
+            err = result.to_error(pid)
+            err.message = f"cannot attach to process {pid}: {result.message}"
+            return err
+    return None
+
+
 def ptrace_problem(pid: int, fs: ProcFS, *, self_pid: str = "self") -> str | None:
-    """Why ptrace of ``pid`` would be refused, or None when nothing stands in the way."""
-    caps = _cap_eff(fs, self_pid)
-    has_cap = caps is not None and bool(caps >> CAP_SYS_PTRACE & 1)
-    yama = _yama_scope(fs)
-    if yama == 3:
-        return "kernel.yama.ptrace_scope is 3 (ptrace disabled until reboot)"
-    target_uid = None
-    try:
-        uid_line = fs.status(pid).get("Uid", "")
-        target_uid = int(uid_line.split()[1]) if uid_line else None
-    except (TargetNotFound, PermissionDenied, ValueError, IndexError):
-        pass
-    euid = _self_euid(fs, self_pid)
-    if not has_cap and target_uid is not None and euid is not None and euid != target_uid:
-        return f"it belongs to uid {target_uid} and obskit runs as uid {euid} without CAP_SYS_PTRACE"
-    if not has_cap and yama in (1, 2):
-        return f"kernel.yama.ptrace_scope is {yama} and CAP_SYS_PTRACE is not in the effective set"
+    """Why ptrace of ``pid`` would be refused (one line), or None when nothing stands in the way."""
+    from obskit.doctor import PERMISSION_CHECKS, DoctorContext
+
+    ctx = DoctorContext(pid=pid, proc_root=str(fs.root), self_pid=self_pid)
+    for check in PERMISSION_CHECKS:
+        result = check(ctx)
+        if result.status == "fail":
+            return result.message
     return None
 
 
-def _cap_eff(fs: ProcFS, who: str) -> int | None:
+def _at_least(version: str, want: tuple[int, int]) -> bool:
     try:
-        text = (fs.root / who / "status").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("CapEff:"):
-            return int(line.split()[1], 16)
-    return None
-
-
-def _self_euid(fs: ProcFS, who: str) -> int | None:
-    if who == "self" and str(fs.root) == "/proc":
-        return os.geteuid()
-    try:
-        text = (fs.root / who / "status").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[2])
-    return None
-
-
-def _yama_scope(fs: ProcFS) -> int | None:
-    try:
-        return int((fs.root / "sys/kernel/yama/ptrace_scope").read_text().strip())
-    except (OSError, ValueError):
-        return None
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= want
 
 
 def _short(text: str, n: int = 60) -> str:

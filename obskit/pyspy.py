@@ -97,7 +97,7 @@ def explain_failure(pid: int | None, stderr: str, *, proc_root: str = "/proc") -
     if pid is not None and not ProcFS(proc_root).exists(pid):
         return TargetExited(f"process {pid} exited before it could be sampled", "check that the service is running", pid=pid)
     if "permission denied" in low or "operation not permitted" in low or "eperm" in low:
-        return PermissionDenied(f"not allowed to read the memory of process {pid}", PERMISSION_HINT, pid=pid)
+        return _permission_cause(pid, proc_root)
     if "failed to find python version" in low or "failed to find a python interpreter" in low:
         if pid is not None:
             from obskit.attach import preflight
@@ -112,6 +112,22 @@ def explain_failure(pid: int | None, stderr: str, *, proc_root: str = "/proc") -
     if "no such file" in low and pid is not None:
         return TargetNotFound(f"process {pid} not found", "check the PID with `obskit ps`", pid=pid)
     return Unavailable(f"sampling process {pid} failed: {text}", "re-run with --verbose; `obskit doctor --pid PID` checks attach", pid=pid)
+
+
+def _permission_cause(pid: int | None, proc_root: str) -> ObskitError:
+    """The doctor check behind a refused attach, instead of the sampler's bare EPERM."""
+    from obskit.doctor import seccomp_suspect
+
+    if pid is not None:
+        from obskit.attach import permission_problem
+
+        problem = permission_problem(pid, proc_root=proc_root)
+        if problem is not None:
+            return problem
+    suspect = seccomp_suspect(proc_root)
+    if suspect is not None:
+        return PermissionDenied(f"not allowed to read the memory of process {pid}: {suspect.message}", suspect.fix, pid=pid)
+    return PermissionDenied(f"not allowed to read the memory of process {pid}", PERMISSION_HINT, pid=pid)
 
 
 def dump(

@@ -1,0 +1,418 @@
+"""Why attaching works or fails here: one check per cause, each with the exact fix.
+
+Every check is a function of a :class:`DoctorContext` (proc root, sys root, environment,
+target PID) returning a :class:`CheckResult`, so tests drive them with captured files.
+``obskit doctor`` prints them all; :func:`obskit.attach.preflight` and
+:func:`obskit.pyspy.explain_failure` run the attach checks to report the real cause.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from obskit.errors import (
+    ExitCode,
+    InputError,
+    ObskitError,
+    PermissionDenied,
+    TargetNotFound,
+    TargetNotPython,
+    Unavailable,
+    UnsupportedVersion,
+)
+
+CAP_SYS_PTRACE = 19
+KUBECTL_RECIPE = "kubectl debug -it POD --image=IMAGE --target=CONTAINER --profile=general"
+CAP_FIX = (
+    "add CAP_SYS_PTRACE: `docker run --cap-add SYS_PTRACE`, Kubernetes securityContext.capabilities.add: [SYS_PTRACE], "
+    f"or `{KUBECTL_RECIPE}`"
+)
+
+_ERRORS: dict[str, type[ObskitError]] = {
+    c.__name__: c for c in (PermissionDenied, TargetNotFound, TargetNotPython, UnsupportedVersion, Unavailable, InputError)
+}
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str  # pass | warn | fail | skip
+    message: str
+    fix: str = ""
+    error: str | None = None  # the error class a failure maps to (PermissionDenied, ...)
+    exit_code: int = 0
+
+    def to_error(self, pid: int | None) -> ObskitError:
+        cls = _ERRORS.get(self.error or "", PermissionDenied)
+        return cls(self.message, self.fix, pid=pid)
+
+
+@dataclass
+class DoctorReport:
+    SCHEMA = "obskit.doctor/1"
+
+    pid: int | None
+    checks: list[CheckResult]
+    ok: bool
+    exit_code: int
+    kubernetes: bool
+    recipe: str | None = None
+
+
+@dataclass
+class DoctorContext:
+    pid: int | None = None
+    proc_root: str = "/proc"
+    sys_root: str = "/"
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    output_dir: str = "."
+    self_pid: str = "self"
+
+    @property
+    def proc(self) -> Path:
+        return Path(self.proc_root)
+
+    def live(self) -> bool:
+        return self.proc_root == "/proc" and self.self_pid == "self"
+
+    def read(self, *parts: str) -> str | None:
+        try:
+            return self.proc.joinpath(*parts).read_text()
+        except OSError:
+            return None
+
+    def status(self, who: str) -> dict[str, str]:
+        text = self.read(who, "status") or ""
+        out: dict[str, str] = {}
+        for line in text.splitlines():
+            k, sep, v = line.partition(":")
+            if sep:
+                out[k.strip()] = v.strip()
+        return out
+
+    def cap_eff(self) -> int | None:
+        value = self.status(self.self_pid).get("CapEff")
+        try:
+            return int(value, 16) if value else None
+        except ValueError:
+            return None
+
+    def has_ptrace_cap(self) -> bool:
+        caps = self.cap_eff()
+        return caps is not None and bool(caps >> CAP_SYS_PTRACE & 1)
+
+    def euid(self) -> int | None:
+        if self.live():
+            return os.geteuid()
+        return _uid_field(self.status(self.self_pid).get("Uid"), 1)
+
+    def target_uid(self) -> int | None:
+        if self.pid is None:
+            return None
+        return _uid_field(self.status(str(self.pid)).get("Uid"), 1)
+
+    def yama(self) -> int | None:
+        text = self.read("sys", "kernel", "yama", "ptrace_scope")
+        try:
+            return int(text.strip()) if text is not None else None
+        except ValueError:
+            return None
+
+    def target_visible(self) -> bool:
+        return self.pid is not None and self.proc.joinpath(str(self.pid), "stat").exists()
+
+    def in_kubernetes(self) -> bool:
+        if self.environ.get("KUBERNETES_SERVICE_HOST"):
+            return True
+        return Path(self.sys_root, "var/run/secrets/kubernetes.io/serviceaccount").exists()
+
+    def self_real_pid(self) -> int | None:
+        if self.live():
+            return os.getpid()
+        try:
+            return int(self.self_pid)
+        except ValueError:
+            line = self.status(self.self_pid).get("Pid")
+            return int(line) if line and line.isdigit() else None
+
+    def is_descendant(self, pid: int) -> bool:
+        me = self.self_real_pid()
+        seen = 0
+        cur = pid
+        while cur > 1 and seen < 4096:
+            ppid = self.status(str(cur)).get("PPid")
+            if not ppid or not ppid.isdigit():
+                return False
+            cur = int(ppid)
+            if cur == me:
+                return True
+            seen += 1
+        return False
+
+
+def _uid_field(line: str | None, index: int) -> int | None:
+    if not line:
+        return None
+    try:
+        return int(line.split()[index])
+    except (ValueError, IndexError):
+        return None
+
+
+def _fail(name: str, message: str, fix: str, error: type[ObskitError]) -> CheckResult:
+    return CheckResult(name, "fail", message, fix, error.__name__, int(error.exit_code))
+
+
+# -- the checks -------------------------------------------------------------------------------------
+def check_sampler(ctx: DoctorContext) -> CheckResult:
+    from obskit import pyspy
+
+    try:
+        path = pyspy.binary()
+    except Unavailable as e:
+        return _fail("sampler", e.message, e.hint, Unavailable)
+    return CheckResult("sampler", "pass", f"py-spy {pyspy.version()} at {path}")
+
+
+def check_target_visible(ctx: DoctorContext) -> CheckResult:
+    if ctx.pid is None:
+        return CheckResult("pid_namespace", "skip", "no --pid given")
+    if not ctx.proc.joinpath(str(ctx.pid), "stat").exists():
+        fix = "check the PID with `obskit ps`"
+        if ctx.in_kubernetes():
+            fix = f"the target's PID namespace must be shared: `{KUBECTL_RECIPE}` or shareProcessNamespace: true"
+        else:
+            fix += "; from another container share the PID namespace (`docker run --pid=container:NAME`)"
+        return _fail("pid_namespace", f"process {ctx.pid} is not visible from this PID namespace", fix, TargetNotFound)
+    same = _same_ns(ctx)
+    where = {True: "same PID namespace as obskit", False: "another PID namespace, visible here", None: "visible"}[same]
+    return CheckResult("pid_namespace", "pass", f"process {ctx.pid}: {where}")
+
+
+def _same_ns(ctx: DoctorContext) -> bool | None:
+    try:
+        mine = os.readlink(ctx.proc / ctx.self_pid / "ns" / "pid")
+        theirs = os.readlink(ctx.proc / str(ctx.pid) / "ns" / "pid")
+    except OSError:
+        return None
+    return mine == theirs
+
+
+def check_root_visible(ctx: DoctorContext) -> CheckResult:
+    if ctx.pid is None:
+        return CheckResult("proc_root", "skip", "no --pid given")
+    if not ctx.target_visible():
+        return CheckResult("proc_root", "skip", f"process {ctx.pid} not visible")
+    root = ctx.proc / str(ctx.pid) / "root"
+    try:
+        os.listdir(root)
+    except PermissionError:
+        return _fail(
+            "proc_root",
+            f"cannot read {root} (py-spy reads the target's binary through it)",
+            "run obskit as the target's user or with CAP_SYS_PTRACE; " + CAP_FIX,
+            PermissionDenied,
+        )
+    except OSError as e:
+        if not ctx.live():
+            return CheckResult("proc_root", "skip", f"{root} not in the captured tree")
+        return _fail("proc_root", f"cannot read {root}: {e.strerror}", "check that the process is still running", TargetNotFound)
+    return CheckResult("proc_root", "pass", f"{root} is readable")
+
+
+def check_python(ctx: DoctorContext) -> CheckResult:
+    from obskit.proc import ProcFS
+    from obskit.pyspy import SUPPORTED_MAX, SUPPORTED_MIN, version_supported
+
+    if ctx.pid is None:
+        return CheckResult("python", "skip", "no --pid given")
+    if not ctx.target_visible():
+        return CheckResult("python", "skip", f"process {ctx.pid} not visible")
+    try:
+        facts = ProcFS(ctx.proc_root).facts(ctx.pid)
+    except ObskitError as e:
+        return _fail("python", e.message, e.hint, type(e) if type(e).__name__ in _ERRORS else PermissionDenied)
+    if not facts.is_python:
+        return _fail("python", f"process {ctx.pid} ({facts.name}) is not running Python", "pick a Python process from `obskit ps`", TargetNotPython)
+    rng = f"{SUPPORTED_MIN[0]}.{SUPPORTED_MIN[1]} to {SUPPORTED_MAX[0]}.{SUPPORTED_MAX[1]}"
+    if facts.python_version is None:
+        return CheckResult("python", "warn", f"process {ctx.pid} looks like Python but its version is not in its binary or maps",
+                           f"the bundled py-spy reads {rng}")
+    if not version_supported(facts.python_version):
+        fix = f"the bundled py-spy reads {rng}; upgrade it (`pip install -U py-spy`)"
+        if tuple(int(x) for x in facts.python_version.split(".")[:2]) >= (3, 14):
+            fix += f"; Python 3.14+ has its own tools: `python3 -m asyncio ps {ctx.pid}`, `python3 -m pdb -p {ctx.pid}`"
+        return _fail("python", f"process {ctx.pid} runs Python {facts.python_version}, which the bundled py-spy does not read",
+                     fix, UnsupportedVersion)
+    return CheckResult("python", "pass", f"process {ctx.pid} runs Python {facts.python_version} (py-spy reads {rng})")
+
+
+def check_uid(ctx: DoctorContext) -> CheckResult:
+    euid = ctx.euid()
+    if ctx.pid is None:
+        return CheckResult("uid", "pass" if euid is not None else "skip", f"obskit runs as uid {euid}")
+    tuid = ctx.target_uid()
+    if tuid is None or euid is None:
+        return CheckResult("uid", "skip", f"uid of process {ctx.pid} or of obskit unknown")
+    if tuid == euid:
+        return CheckResult("uid", "pass", f"obskit and process {ctx.pid} both run as uid {euid}")
+    if ctx.has_ptrace_cap():
+        return CheckResult("uid", "pass", f"process {ctx.pid} runs as uid {tuid}, obskit as uid {euid} with CAP_SYS_PTRACE")
+    return _fail(
+        "uid",
+        f"process {ctx.pid} runs as uid {tuid} and obskit as uid {euid} without CAP_SYS_PTRACE",
+        f"run obskit as uid {tuid} (`sudo -u '#{tuid}' obskit ...`) or as root with CAP_SYS_PTRACE",
+        PermissionDenied,
+    )
+
+
+def check_cap(ctx: DoctorContext) -> CheckResult:
+    caps = ctx.cap_eff()
+    if caps is None:
+        return CheckResult("cap_sys_ptrace", "skip", "CapEff not readable")
+    if caps >> CAP_SYS_PTRACE & 1:
+        return CheckResult("cap_sys_ptrace", "pass", f"CAP_SYS_PTRACE is in the effective set (CapEff {caps:016x})")
+    return CheckResult(
+        "cap_sys_ptrace",
+        "warn",
+        f"CAP_SYS_PTRACE is not in the effective set (CapEff {caps:016x}); only processes of the same uid that ptrace_scope allows can be read",
+        CAP_FIX,
+    )
+
+
+def check_yama(ctx: DoctorContext) -> CheckResult:
+    scope = ctx.yama()
+    name = "ptrace_scope"
+    if scope is None:
+        return CheckResult(name, "pass", "Yama LSM not active (no kernel.yama.ptrace_scope)")
+    cap = ctx.has_ptrace_cap()
+    sysctl = "on the node: `sysctl -w kernel.yama.ptrace_scope=0`"
+    if scope == 0:
+        return CheckResult(name, "pass", "kernel.yama.ptrace_scope is 0 (classic ptrace permissions)")
+    if scope == 3:
+        return _fail(name, "kernel.yama.ptrace_scope is 3: ptrace is disabled until reboot",
+                     "nothing in this boot can attach; set it to 0-2 at boot (sysctl.conf) and reboot the node", PermissionDenied)
+    if cap:
+        return CheckResult(name, "pass", f"kernel.yama.ptrace_scope is {scope}; CAP_SYS_PTRACE allows attaching")
+    if scope == 1:
+        if ctx.pid is not None and ctx.is_descendant(ctx.pid):
+            return CheckResult(name, "pass", f"kernel.yama.ptrace_scope is 1 and process {ctx.pid} is a descendant of obskit")
+        msg = "kernel.yama.ptrace_scope is 1: only descendants can be traced without CAP_SYS_PTRACE"
+        fix = f"{CAP_FIX}; or {sysctl}"
+        if ctx.pid is None:
+            return CheckResult(name, "warn", msg, fix)
+        return _fail(name, msg, fix, PermissionDenied)
+    msg = f"kernel.yama.ptrace_scope is {scope}: only CAP_SYS_PTRACE may trace"
+    if ctx.pid is None:
+        return CheckResult(name, "warn", msg, CAP_FIX)
+    return _fail(name, msg, f"{CAP_FIX}; or {sysctl}", PermissionDenied)
+
+
+def check_seccomp(ctx: DoctorContext) -> CheckResult:
+    mode = ctx.status(ctx.self_pid).get("Seccomp")
+    if mode is None:
+        return CheckResult("seccomp", "skip", "Seccomp field not in status")
+    if mode == "0":
+        return CheckResult("seccomp", "pass", "no seccomp filter")
+    if mode == "1":
+        return _fail("seccomp", "seccomp strict mode: ptrace and process_vm_readv are refused",
+                     "run obskit outside strict seccomp", PermissionDenied)
+    kernel = (ctx.read("sys", "kernel", "osrelease") or "").strip()
+    fix = ("if attaching fails with EPERM: `docker run --security-opt seccomp=unconfined` or a Kubernetes "
+           "seccompProfile of type Unconfined; Docker's default profile allows ptrace and process_vm_readv "
+           "with CAP_SYS_PTRACE on kernels >= 4.8")
+    if ctx.has_ptrace_cap() and _kernel_at_least(kernel, (4, 8)):
+        return CheckResult("seccomp", "pass", f"seccomp filter active (mode 2); with CAP_SYS_PTRACE on kernel {kernel} the default profiles allow attaching")
+    return CheckResult("seccomp", "warn", f"seccomp filter active (mode 2){' on kernel ' + kernel if kernel else ''}; it may refuse ptrace/process_vm_readv", fix)
+
+
+def _kernel_at_least(release: str, want: tuple[int, int]) -> bool:
+    try:
+        major, minor = (int(x) for x in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return True
+    return (major, minor) >= want
+
+
+def check_output_dir(ctx: DoctorContext) -> CheckResult:
+    d = Path(ctx.output_dir).resolve()
+    if d.is_dir() and os.access(d, os.W_OK | os.X_OK):
+        return CheckResult("output_dir", "pass", f"{d} is writable")
+    return CheckResult("output_dir", "warn", f"{d} is not writable: profiles and bundles cannot be saved there",
+                       "pass -o /tmp/NAME (or cd to a writable directory)")
+
+
+def check_cgroup(ctx: DoctorContext) -> CheckResult:
+    text = ctx.read(ctx.self_pid, "mountinfo") or ""
+    v1 = v2 = False
+    for line in text.splitlines():
+        _, sep, tail = line.partition(" - ")
+        fstype = tail.split(" ", 1)[0] if sep else ""
+        v2 |= fstype == "cgroup2"
+        v1 |= fstype == "cgroup"
+    if not text:
+        root = Path(ctx.sys_root, "sys/fs/cgroup")
+        v2 = (root / "cgroup.controllers").exists()
+        v1 = (root / "cpu").exists() or (root / "cpu,cpuacct").exists() or (root / "memory").exists()
+    if v1 and v2:
+        return CheckResult("cgroup", "pass", "cgroup hybrid (v1 controllers, v2 unified tree): quotas are read from the v1 cpu/memory controllers")
+    if v2:
+        return CheckResult("cgroup", "pass", "cgroup v2 (unified)")
+    if v1:
+        return CheckResult("cgroup", "pass", "cgroup v1")
+    return CheckResult("cgroup", "warn", "no cgroup file system mounted: container quotas cannot be read",
+                       "mount /sys/fs/cgroup (read-only is enough) to see CPU/memory limits")
+
+
+def check_kubernetes(ctx: DoctorContext) -> CheckResult:
+    if not ctx.in_kubernetes():
+        return CheckResult("kubernetes", "pass", "not inside Kubernetes")
+    return CheckResult(
+        "kubernetes",
+        "pass",
+        "inside Kubernetes: to reach another container's processes, run obskit in an ephemeral debug container",
+        f"`{KUBECTL_RECIPE}` (then `obskit ps` lists the target's processes)",
+    )
+
+
+ATTACH_CHECKS: list[Callable[[DoctorContext], CheckResult]] = [
+    check_target_visible, check_python, check_uid, check_yama, check_seccomp, check_root_visible,
+]
+PERMISSION_CHECKS: list[Callable[[DoctorContext], CheckResult]] = [check_uid, check_yama, check_seccomp, check_root_visible]
+ALL_CHECKS: list[Callable[[DoctorContext], CheckResult]] = [
+    check_sampler, check_target_visible, check_root_visible, check_python, check_uid, check_cap, check_yama,
+    check_seccomp, check_output_dir, check_cgroup, check_kubernetes,
+]
+
+
+def run_checks(ctx: DoctorContext, checks: list[Callable[[DoctorContext], CheckResult]] | None = None) -> DoctorReport:
+    results = [check(ctx) for check in (checks if checks is not None else ALL_CHECKS)]
+    failed = [r for r in results if r.status == "fail"]
+    k8s = ctx.in_kubernetes()
+    return DoctorReport(
+        pid=ctx.pid,
+        checks=results,
+        ok=not failed,
+        exit_code=failed[0].exit_code if failed else int(ExitCode.OK),
+        kubernetes=k8s,
+        recipe=KUBECTL_RECIPE if k8s else None,
+    )
+
+
+def attach_problem(pid: int, *, proc_root: str = "/proc", sys_root: str = "/") -> ObskitError | None:
+    """The first attach check that fails for ``pid``, as the error to raise, or None."""
+    ctx = DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root)
+    for check in ATTACH_CHECKS:
+        result = check(ctx)
+        if result.status == "fail":
+            return result.to_error(pid)
+    return None
+
+
+def seccomp_suspect(proc_root: str = "/proc") -> CheckResult | None:
+    """The seccomp warning, when a filter may be what refused an attach the other checks allow."""
+    r = check_seccomp(DoctorContext(proc_root=proc_root))
+    return r if r.status == "warn" else None

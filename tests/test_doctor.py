@@ -1,0 +1,223 @@
+"""`obskit doctor`: each check driven by captured /proc files (tests/data/doctor), and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from conftest import CAPTURED, Result
+
+from obskit import doctor, pyspy
+from obskit.attach import preflight
+from obskit.doctor import DoctorContext, run_checks
+from obskit.errors import ExitCode, PermissionDenied, UnsupportedVersion
+
+DATA = CAPTURED / "doctor"
+TARGET = 29226  # the pid of the captured target files
+
+
+def make_tree(
+    tmp_path: Path,
+    *,
+    me: str = "self_status_root.txt",
+    target: str | None = "target_status_root.txt",
+    yama: int | None = None,
+    mountinfo: str = "mountinfo_hybrid.txt",
+    osrelease: str = "6.1.0-28-amd64",
+    maps: str | None = None,
+    cmdline: bytes | None = None,
+    descendant: bool = False,
+) -> Path:
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    shutil.copy(DATA / me, proc / "self" / "status")
+    shutil.copy(DATA / mountinfo, proc / "self" / "mountinfo")
+    (proc / "sys" / "kernel").mkdir(parents=True)
+    (proc / "sys" / "kernel" / "osrelease").write_text(osrelease + "\n")
+    if yama is not None:
+        (proc / "sys" / "kernel" / "yama").mkdir()
+        (proc / "sys" / "kernel" / "yama" / "ptrace_scope").write_text(f"{yama}\n")
+    if target is not None:
+        t = proc / str(TARGET)
+        t.mkdir()
+        status = (DATA / target).read_text()
+        if descendant:
+            status = status.replace("PPid:\t29221", "PPid:\t29224")
+        (t / "status").write_text(status)
+        shutil.copy(DATA / "target_stat.txt", t / "stat")
+        (t / "cmdline").write_bytes(cmdline if cmdline is not None else (DATA / "target_cmdline.bin").read_bytes())
+        (t / "maps").write_text(maps if maps is not None else (DATA / "target_maps.txt").read_text())
+    return proc
+
+
+def checks(proc: Path, tmp_path: Path, pid: int | None = TARGET, **env: str) -> dict[str, doctor.CheckResult]:
+    ctx = DoctorContext(pid=pid, proc_root=str(proc), sys_root=str(tmp_path), environ=dict(env), output_dir=str(tmp_path))
+    return {c.name: c for c in run_checks(ctx).checks}
+
+
+def test_captured_root_host_passes(tmp_path: Path) -> None:
+    proc = make_tree(tmp_path)
+    res = checks(proc, tmp_path)
+    assert {n: c.status for n, c in res.items() if n != "sampler"} == {
+        "pid_namespace": "pass", "proc_root": "skip", "python": "pass", "uid": "pass", "cap_sys_ptrace": "pass",
+        "ptrace_scope": "pass", "seccomp": "pass", "output_dir": "pass", "cgroup": "pass", "kubernetes": "pass",
+    }
+    assert "3.11" in res["python"].message
+    assert "hybrid" in res["cgroup"].message
+
+
+def test_docker_default_caps_other_uid_fails_with_fix(tmp_path: Path) -> None:
+    proc = make_tree(tmp_path, me="self_status_docker_default.txt", target="target_status_uid1000.txt")
+    res = checks(proc, tmp_path)
+    assert res["cap_sys_ptrace"].status == "warn" and "SYS_PTRACE" in res["cap_sys_ptrace"].fix
+    assert res["uid"].status == "fail" and res["uid"].exit_code == ExitCode.PERMISSION_DENIED
+    assert "uid 1000" in res["uid"].message and "uid 0" in res["uid"].message
+    assert res["seccomp"].status == "warn" and "seccomp=unconfined" in res["seccomp"].fix
+    report = run_checks(DoctorContext(pid=TARGET, proc_root=str(proc), sys_root=str(tmp_path), environ={}))
+    assert report.exit_code == ExitCode.PERMISSION_DENIED and not report.ok
+
+
+@pytest.mark.parametrize(
+    ("me", "yama", "descendant", "status"),
+    [
+        ("self_status_user1000.txt", 0, False, "pass"),
+        ("self_status_user1000.txt", 1, False, "fail"),
+        ("self_status_user1000.txt", 1, True, "pass"),
+        ("self_status_user1000.txt", 2, True, "fail"),
+        ("self_status_root.txt", 2, False, "pass"),
+        ("self_status_root.txt", 3, False, "fail"),
+        ("self_status_root.txt", None, False, "pass"),
+    ],
+)
+def test_yama_ptrace_scope(tmp_path: Path, me: str, yama: int | None, descendant: bool, status: str) -> None:
+    target = "target_status_uid1000.txt" if "1000" in me else "target_status_root.txt"
+    proc = make_tree(tmp_path, me=me, target=target, yama=yama, descendant=descendant)
+    res = checks(proc, tmp_path)
+    assert res["ptrace_scope"].status == status, res["ptrace_scope"]
+    assert res["uid"].status == "pass"
+    if status == "fail":
+        assert res["ptrace_scope"].fix
+        assert preflight_error(proc) is not None
+
+
+def preflight_error(proc: Path) -> PermissionDenied | None:
+    try:
+        preflight(TARGET, proc_root=str(proc))
+    except PermissionDenied as e:
+        return e
+    return None
+
+
+def test_yama_without_pid_is_a_warning(tmp_path: Path) -> None:
+    proc = make_tree(tmp_path, me="self_status_user1000.txt", yama=1, target=None)
+    res = checks(proc, tmp_path, pid=None)
+    assert res["ptrace_scope"].status == "warn"
+    assert res["python"].status == "skip" and res["pid_namespace"].status == "skip"
+
+
+@pytest.mark.parametrize(("osrelease", "status"), [("6.1.0-28-amd64", "pass"), ("4.4.0-210-generic", "warn")])
+def test_seccomp_filter_with_cap(tmp_path: Path, osrelease: str, status: str) -> None:
+    me = tmp_path / "me.txt"
+    me.write_text((DATA / "self_status_root.txt").read_text().replace("Seccomp:\t0", "Seccomp:\t2"))
+    proc = make_tree(tmp_path, osrelease=osrelease)
+    shutil.copy(me, proc / "self" / "status")
+    assert checks(proc, tmp_path)["seccomp"].status == status
+
+
+def test_seccomp_strict_fails(tmp_path: Path) -> None:
+    proc = make_tree(tmp_path)
+    status = proc / "self" / "status"
+    status.write_text(status.read_text().replace("Seccomp:\t0", "Seccomp:\t1"))
+    assert checks(proc, tmp_path)["seccomp"].status == "fail"
+
+
+def test_target_not_visible_not_python_unsupported(tmp_path: Path) -> None:
+    proc = make_tree(tmp_path, target=None)
+    res = checks(proc, tmp_path)
+    assert res["pid_namespace"].status == "fail" and res["pid_namespace"].exit_code == ExitCode.TARGET_NOT_FOUND
+    assert res["python"].status == "skip"
+    k8s = checks(proc, tmp_path, KUBERNETES_SERVICE_HOST="10.0.0.1")
+    assert "--target=CONTAINER" in k8s["pid_namespace"].fix
+
+    other = tmp_path / "b"
+    other.mkdir()
+    proc2 = make_tree(other, maps="7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libc.so.6\n", cmdline=b"sleep\x0060\x00")
+    res2 = checks(proc2, other)
+    assert res2["python"].status == "fail" and res2["python"].exit_code == ExitCode.TARGET_NOT_PYTHON
+
+    new = tmp_path / "c"
+    new.mkdir()
+    proc3 = make_tree(new, maps="7f00-7f01 r-xp 0 08:01 1 /usr/lib/libpython3.14.so.1.0\n")
+    res3 = checks(proc3, new)
+    assert res3["python"].status == "fail" and res3["python"].exit_code == ExitCode.UNSUPPORTED_VERSION
+    assert "asyncio ps" in res3["python"].fix
+    with pytest.raises(UnsupportedVersion) as info:
+        preflight(TARGET, proc_root=str(proc3))
+    assert "python3.14 -m asyncio pstree" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("mountinfo", "word"), [("mountinfo_v1.txt", "cgroup v1"), ("mountinfo_v2.txt", "cgroup v2"), ("mountinfo_hybrid.txt", "hybrid")]
+)
+def test_cgroup_version(tmp_path: Path, mountinfo: str, word: str) -> None:
+    proc = make_tree(tmp_path, mountinfo=mountinfo)
+    assert word in checks(proc, tmp_path)["cgroup"].message
+
+
+def test_kubernetes_recipe_from_env_or_service_account(tmp_path: Path) -> None:
+    proc = make_tree(tmp_path)
+    assert checks(proc, tmp_path)["kubernetes"].message == "not inside Kubernetes"
+    by_env = checks(proc, tmp_path, KUBERNETES_SERVICE_HOST="10.0.0.1")["kubernetes"]
+    assert doctor.KUBECTL_RECIPE in by_env.fix
+    (tmp_path / "var/run/secrets/kubernetes.io/serviceaccount").mkdir(parents=True)
+    assert "inside Kubernetes" in checks(proc, tmp_path)["kubernetes"].message
+
+
+def test_output_dir_not_writable(tmp_path: Path) -> None:
+    proc = make_tree(tmp_path)
+    ctx = DoctorContext(pid=TARGET, proc_root=str(proc), sys_root=str(tmp_path), environ={},
+                        output_dir=str(tmp_path / "missing"))
+    res = {c.name: c for c in run_checks(ctx).checks}
+    assert res["output_dir"].status == "warn" and "-o" in res["output_dir"].fix
+
+
+def test_sampler_failure_reports_the_doctor_cause(tmp_path: Path) -> None:
+    proc = make_tree(tmp_path, me="self_status_docker_default.txt", target="target_status_uid1000.txt")
+    err = pyspy.explain_failure(TARGET, "Error: Operation not permitted (os error 1)\n", proc_root=str(proc))
+    assert isinstance(err, PermissionDenied)
+    assert "uid 1000" in err.message and "CAP_SYS_PTRACE" in err.message
+    pre = preflight_error(proc)
+    assert pre is not None and pre.exit_code == ExitCode.PERMISSION_DENIED and pre.hint
+    # nothing in the checks explains it, but a seccomp filter may: say so
+    same = tmp_path / "s"
+    same.mkdir()
+    proc2 = make_tree(same, me="self_status_docker_default.txt", target="target_status_root.txt")
+    err2 = pyspy.explain_failure(TARGET, "Error: Operation not permitted (os error 1)\n", proc_root=str(proc2))
+    assert "seccomp" in err2.message and "unconfined" in err2.hint
+
+
+def test_cli_exit_code_is_first_failure(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    proc = make_tree(tmp_path, me="self_status_docker_default.txt", target="target_status_uid1000.txt")
+    r = cli("doctor", "--pid", str(TARGET), "--proc-root", str(proc), "--sys-root", str(tmp_path), "--json",
+            "-o", str(tmp_path))
+    assert r.exit_code == ExitCode.PERMISSION_DENIED
+    data = json.loads(r.stdout)
+    assert data["schema"] == "obskit.doctor/1" and data["exit_code"] == 6 and data["ok"] is False
+    human = cli("doctor", "--pid", str(TARGET), "--proc-root", str(proc), "--sys-root", str(tmp_path), "-o", str(tmp_path))
+    assert human.exit_code == 6
+    assert "FAIL  uid" in human.stdout and "fix:" in human.stdout
+
+
+def test_cli_live_self_check(cli: Callable[..., Result], tmp_path: Path) -> None:
+    import os
+
+    r = cli("doctor", "--pid", str(os.getpid()), "--json", "-o", str(tmp_path))
+    data = json.loads(r.stdout)
+    by = {c["name"]: c for c in data["checks"]}
+    assert by["pid_namespace"]["status"] == "pass" and by["uid"]["status"] == "pass"
+    assert r.exit_code == (0 if data["ok"] else data["exit_code"])
+    gone = cli("doctor", "--pid", "999999999")
+    assert gone.exit_code == ExitCode.TARGET_NOT_FOUND

@@ -1,0 +1,154 @@
+"""`obskit top`: windows of sampled functions with process stats and real cgroup CPU throttling."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from conftest import Result, Target, needs_ptrace, run_obskit
+
+from obskit.profile.model import Frame, Profile
+from obskit.stacks.top import TopSession, find_cpu_cgroup
+
+HAVE_SAMPLER = importlib.util.find_spec("obskit.profile.sampler") is not None
+needs_sampler = pytest.mark.skipif(not HAVE_SAMPLER, reason="obskit.profile.sampler.LiveSampler is not available")
+CPU_V1 = Path("/sys/fs/cgroup/cpu")
+
+
+class FakeSampler:
+    """Stands in for LiveSampler: a fixed stack per collect, so the window arithmetic is checked exactly."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.accounting = {"rate": 100, "mode": "test"}
+        self.calls = 0
+
+    def _profile(self) -> Profile:
+        p = Profile()
+        hot = [Frame("main", "/app/a.py", 1), Frame("handle", "/app/a.py", 5), Frame("checksum", "/app/a.py", 9)]
+        p.add_stack(self.pid, 1, hot, 30)
+        p.add_stack(self.pid, 1, hot[:2], 10)
+        return p
+
+    def start(self) -> None:
+        self.calls = 0
+
+    def collect(self) -> Profile:
+        self.calls += 1
+        return self._profile()
+
+    def stop(self) -> Profile:
+        return self._profile()
+
+
+BUSY = "import os\nprint('ready', os.getpid(), flush=True)\nx = 0\nwhile True:\n    x += 1\n"
+
+
+@pytest.fixture
+def throttled_cgroup() -> Iterator[Path]:
+    if os.geteuid() != 0 or not (CPU_V1 / "cpu.cfs_quota_us").exists() or not os.access(CPU_V1, os.W_OK):
+        pytest.skip("needs root and a writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu")
+    d = CPU_V1 / f"obskit-test-{uuid.uuid4().hex[:8]}"
+    d.mkdir()
+    try:
+        (d / "cpu.cfs_period_us").write_text("100000")
+        (d / "cpu.cfs_quota_us").write_text("20000")  # 0.2 CPU
+        yield d
+    finally:
+        for pid in (d / "cgroup.procs").read_text().split():
+            _move_to_root(pid)
+        d.rmdir()
+
+
+def _move_to_root(pid: str) -> None:
+    try:
+        (CPU_V1 / "cgroup.procs").write_text(pid)
+    except OSError:
+        pass  # it exited meanwhile
+
+
+@pytest.mark.slow
+def test_window_pairs_functions_with_stats_and_throttling(spawn_python: Callable[..., Target], throttled_cgroup: Path) -> None:
+    target = spawn_python(BUSY)
+    (throttled_cgroup / "cgroup.procs").write_text(str(target.pid))
+    cg = find_cpu_cgroup(target.pid)
+    assert cg is not None and cg.quota_cpus == pytest.approx(0.2)
+    session = TopSession(target.pid, sampler=FakeSampler(target.pid))
+    session.start()
+    # Wait for enforcement periods to pass (100 ms each): read the kernel's counter, not the clock.
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        stat = dict(line.split() for line in (throttled_cgroup / "cpu.stat").read_text().splitlines())
+        if int(stat["nr_throttled"]) >= 5:
+            break
+        time.sleep(0.1)
+    w = session.window()
+    assert w.throttle is not None
+    assert w.throttle.quota_cpus == pytest.approx(0.2)
+    assert w.throttle.throttled_periods >= 5 and w.throttle.throttled_s > 0
+    assert w.throttle.throttled_ratio is not None and w.throttle.throttled_ratio > 0.3
+    assert w.cpu_percent is not None and w.cpu_percent < 60  # capped near 20 % of a core (loaded machine: generous)
+    assert w.samples == 40
+    top = w.functions[0]
+    assert (top.name, top.self_samples, top.total_share) == ("checksum", 30, 0.75)
+    assert w.processes[0].threads == 1 and w.processes[0].fds is not None and w.rss_bytes
+    w2 = session.window()
+    assert [f.self_samples for f in session.cumulative_functions()][:2] == [60, 20]
+    assert w2.throttle is not None and w2.throttle.periods >= 0
+
+
+def test_no_quota_is_said(spawn_python: Callable[..., Target]) -> None:
+    target = spawn_python("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    session = TopSession(target.pid, sampler=FakeSampler(target.pid))
+    session.start()
+    w = session.stop()
+    assert w.throttle is None and ("quota" in w.quota_note or "cgroup" in w.quota_note)
+    target.stop()
+    assert session.poll_exit()
+    w2 = session.window()
+    assert w2.target_exited and w2.processes[0].exited
+
+
+def test_usage_and_missing_target(cli: Callable[..., Result]) -> None:
+    assert cli("top").exit_code == 2
+    r = cli("top", "--pid", str(os.getpid()), "--json")
+    assert r.exit_code == 2 and "--once" in r.stderr
+    gone = cli("top", "--pid", "999999999", "--once")
+    assert gone.exit_code == 4 and gone.stderr.count("\n") == 1
+
+
+@needs_ptrace
+@needs_sampler
+@pytest.mark.slow
+def test_once_json_on_demo(demo_target: Target) -> None:
+    r = run_obskit("top", "--pid", str(demo_target.pid), "--once", "-d", "2", "--json")
+    assert r.exit_code == 0, r.stderr
+    w = json.loads(r.stdout)
+    assert w["schema"] == "obskit.top/1" and w["pid"] == demo_target.pid
+    assert w["samples"] > 0
+    names = [f["name"] for f in w["functions"]]
+    assert "compute_checksum" in names[:5]
+    assert w["processes"][0]["threads"] >= 6 and w["cpu_percent"] > 10
+    assert w["duration_s"] >= 1.5
+
+
+@needs_ptrace
+@needs_sampler
+@pytest.mark.slow
+def test_live_view_without_tty_runs_for_duration(demo_target: Target) -> None:
+    r = run_obskit("top", "--pid", str(demo_target.pid), "-d", "2.5")
+    assert r.exit_code == 0, r.stderr
+    assert "obskit top" in r.stdout and "%Own" in r.stdout and "compute_checksum" in r.stdout
+
+
+def test_help_is_plain() -> None:
+    r = run_obskit("top", "--help")
+    assert r.exit_code == 0 and "--once" in r.stdout
