@@ -1,14 +1,180 @@
-"""`obskit mem`: Memory of a process: RSS/USS/PSS breakdown, growth and leak verdicts."""
+"""`obskit mem`: memory of a process: RSS/PSS/USS breakdown, growth verdicts, tracemalloc sites."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit
+
+FAIL_ON = ("growing", "leak-suspected")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``1h`` → seconds."""
+    from obskit.errors import UsageError
+
+    t = text.strip().lower()
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for suffix in ("ms", "s", "m", "h"):
+        if t.endswith(suffix):
+            t, mult = t[: -len(suffix)], scale[suffix]
+            break
+    else:
+        mult = 1.0
+    try:
+        value = float(t) * mult
+    except ValueError:
+        raise UsageError(f"bad duration {text!r}", "use seconds or a suffix: 30s, 5m, 1h") from None
+    if not value > 0:
+        raise UsageError(f"duration must be positive, got {text!r}", "e.g. --watch 60s")
+    return value
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("mem")
-    def mem_cmd() -> None:
-        """Memory of a process: RSS/USS/PSS breakdown, growth and leak verdicts."""
-        from obskit.errors import Unavailable
+    mem_app = typer.Typer(
+        name="mem",
+        invoke_without_command=True,
+        no_args_is_help=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.add_typer(mem_app, name="mem")
 
-        raise Unavailable("`obskit mem` is not built yet")
+    @mem_app.callback()
+    def mem_cmd(
+        ctx: typer.Context,
+        pid: PidOpt = None,
+        subprocesses: SubprocessesOpt = False,
+        watch: Annotated[
+            Optional[str], typer.Option("--watch", "-w", help="Sample for this long (30s, 5m) and fit the growth.")
+        ] = None,
+        interval: Annotated[float, typer.Option("--interval", "-i", min=0.01, help="Seconds between samples with --watch.")] = 1.0,
+        output: Annotated[
+            Optional[Path], typer.Option("--output", "-o", help="Also write a self-contained HTML report (chart, no network).")
+        ] = None,
+        fail_on: Annotated[
+            Optional[str], typer.Option("--fail-on", help="Exit 3 when the verdict is at least this: growing or leak-suspected.")
+        ] = None,
+        no_agent: Annotated[bool, typer.Option("--no-agent", help="Do not ask the target's obskit agent for Python numbers.")] = False,
+        types: Annotated[
+            bool,
+            typer.Option("--types", help="With the agent: count objects by type (walks the heap holding the GIL, ~0.5 µs per object)."),
+        ] = False,
+        as_json: JsonOpt = False,
+        proc_root: ProcRootOpt = "/proc",
+    ) -> None:
+        """Memory of a process (tree): RSS, PSS, USS, swap and where it is (heap, arenas, libraries, stacks).
+
+        --watch samples over time and gives a verdict (steady, growing, leak-suspected) with the
+        evidence: slope in MB/min with a 95% interval (Theil–Sen, robust to GC sawtooth), R²,
+        how steadily the floor rises, total growth.  With the obskit agent in the target, adds
+        Python objects tracked by the GC and which types grew.  Subcommands: `top`, `diff`
+        (tracemalloc allocation sites through the agent).
+        """
+        if ctx.invoked_subcommand is not None:
+            return
+        from obskit.errors import FindingsError, InputError, UsageError
+        from obskit.mem.collect import VERDICT_ORDER, python_memory, snapshot
+        from obskit.mem.collect import watch as do_watch
+        from obskit.mem.render import render_mem
+        from obskit.output import info
+        from obskit.selftrace import span
+
+        if pid is None:
+            raise UsageError("--pid is required", "find it with `obskit ps`; or see `obskit mem --help`")
+        if fail_on is not None and fail_on not in FAIL_ON:
+            raise UsageError(f"--fail-on must be one of {', '.join(FAIL_ON)}", "e.g. --fail-on leak-suspected")
+        if fail_on is not None and watch is None:
+            raise UsageError("--fail-on needs --watch", "e.g. --watch 60s --fail-on leak-suspected")
+        seconds = parse_duration(watch) if watch is not None else None
+        if seconds is not None and interval > seconds:
+            raise UsageError("--interval is longer than --watch", "e.g. --watch 60s --interval 1")
+        with span("obskit.mem", pid=pid, watch=seconds or 0) as s:
+            report = snapshot(pid, subprocesses=subprocesses, proc_root=proc_root)
+            if seconds is not None:
+                if not as_json:
+                    info(f"watching pid {pid} for {seconds:g}s every {interval:g}s (Ctrl-C stops early and reports)")
+                report.watch = do_watch(report, duration=seconds, interval=interval, proc_root=proc_root,
+                                        with_agent=not no_agent, types=types)
+                s.set_attribute("obskit.verdict", report.watch.verdict)
+            elif not no_agent:
+                report.python = python_memory(pid, proc_root=proc_root, types=types)
+            if output is not None:
+                from obskit.mem.html import render_html
+
+                try:
+                    output.write_text(render_html(report), encoding="utf-8")
+                except OSError as e:
+                    raise InputError(f"cannot write {output}: {e.strerror}", "check the directory exists and is writable") from None
+                if not as_json:
+                    info(f"wrote {output}")
+            emit(report, as_json, render_mem)
+            if fail_on is not None and report.watch is not None:
+                if VERDICT_ORDER.get(report.watch.verdict, 0) >= VERDICT_ORDER[fail_on]:
+                    raise FindingsError(f"memory verdict for pid {pid}: {report.watch.verdict}", f"--fail-on {fail_on}", pid=pid)
+
+    @mem_app.command("top")
+    def top_cmd(
+        pid: PidOpt = None,
+        limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="Number of sites.")] = 20,
+        frames: Annotated[int, typer.Option("--frames", min=1, max=64, help="Traceback depth to record.")] = 1,
+        wait: Annotated[
+            float, typer.Option("--wait", min=0.0, help="If tracemalloc was off: seconds to trace before the snapshot.")
+        ] = 5.0,
+        keep: Annotated[bool, typer.Option("--keep", help="Leave tracemalloc running in the target afterwards.")] = False,
+        stop: Annotated[bool, typer.Option("--stop", help="Only stop tracemalloc in the target.")] = False,
+        as_json: JsonOpt = False,
+        proc_root: ProcRootOpt = "/proc",
+    ) -> None:
+        """Top allocation sites (file:line) of the target, from tracemalloc via the obskit agent.
+
+        Starts tracemalloc in the target if it is off and stops it afterwards unless --keep.
+        Cost while tracing: every allocation is hooked (a pure allocation loop ran 5x slower
+        with 1 frame, 10x with 10 frames); keep --wait/--interval short on a busy service.
+        """
+        _tracemalloc("top", pid, wait, frames, limit, keep, stop, as_json, proc_root)
+
+    @mem_app.command("diff")
+    def diff_cmd(
+        pid: PidOpt = None,
+        interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, help="Seconds between the two snapshots.")] = 10.0,
+        limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="Number of sites.")] = 20,
+        frames: Annotated[int, typer.Option("--frames", min=1, max=64, help="Traceback depth to record.")] = 1,
+        keep: Annotated[bool, typer.Option("--keep", help="Leave tracemalloc running in the target afterwards.")] = False,
+        as_json: JsonOpt = False,
+        proc_root: ProcRootOpt = "/proc",
+    ) -> None:
+        """Allocation sites (file:line) that grew between two tracemalloc snapshots --interval apart.
+
+        Same cost as `mem top` while tracing (allocations hooked for --interval seconds).
+        """
+        _tracemalloc("diff", pid, interval, frames, limit, keep, False, as_json, proc_root)
+
+
+def _tracemalloc(mode: str, pid: Optional[int], interval: float, frames: int, limit: int, keep: bool, stop: bool,
+                 as_json: bool, proc_root: str) -> None:
+    from obskit.agent.client import connect
+    from obskit.errors import UsageError
+    from obskit.mem import tmalloc
+    from obskit.mem.render import render_tracemalloc
+    from obskit.output import info
+    from obskit.selftrace import span
+
+    if pid is None:
+        raise UsageError("--pid is required", "find it with `obskit ps`")
+    with span(f"obskit.mem.{mode}", pid=pid):
+        client = connect(pid, proc_root=proc_root)
+        if stop:
+            was = tmalloc.stop(client)
+            if not as_json:
+                info(f"tracemalloc stopped in pid {pid}" if was else f"tracemalloc was not running in pid {pid}")
+            else:
+                emit({"pid": pid, "was_tracing": was}, True)
+            return
+        if not as_json:
+            info(f"tracing allocations in pid {pid} for {interval:g}s…")
+        report = tmalloc.run(client, mode=mode, interval=interval, frames=frames, limit=limit, keep=keep)
+        emit(report, as_json, render_tracemalloc)
