@@ -1,0 +1,493 @@
+"""Per-line format detection and normalisation: JSON (structlog, python-json-logger, ECS,
+zap/logrus, GCP, Loki, docker json-file, CLEF), logfmt, Python ``logging`` text formats,
+CRI container-log prefixes, and plain text.
+
+A :class:`Parser` belongs to one source: it remembers which format that source used last
+(tried first next time) and the last record, so indented traceback lines inherit its level.
+Nothing here raises on any input: bad input becomes a ``plain`` record.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from typing import Any
+
+from obskit.logs.model import LogRecord, normalise_level
+
+try:  # optional: 2-3x faster JSON decoding when present (OBSKIT_NO_ORJSON=1 to compare)
+    if os.environ.get("OBSKIT_NO_ORJSON"):
+        raise ImportError("disabled by OBSKIT_NO_ORJSON")
+    import orjson as _orjson
+
+    def _loads(b: bytes | str) -> Any:
+        try:
+            return _orjson.loads(b)
+        except _orjson.JSONDecodeError:
+            # orjson rejects integers beyond 64 bits, which the json module reads
+            return json.loads(b)
+
+    JSON_BACKEND = "orjson"
+except ImportError:  # pragma: no cover - depends on the environment
+    _json_loads = json.loads
+
+    def _loads(b: bytes | str) -> Any:
+        return _json_loads(b)
+
+    JSON_BACKEND = "json"
+
+_JSONDecodeError: tuple[type[Exception], ...] = (ValueError, TypeError, RecursionError)
+
+# ---------------------------------------------------------------------------------------
+# field aliases (first match wins); dotted names are tried flat ("log.level") then nested.
+_LEVEL_KEYS = ("level", "lvl", "levelname", "severity", "log.level", "loglevel", "log_level", "severity_text",
+               "severityText", "@l", "@level", "level_name", "LEVEL")
+_LEVEL_NUM_KEYS = (("levelno", "python"), ("severity_number", "otel"), ("severityNumber", "otel"))
+_TIME_KEYS = ("time", "ts", "timestamp", "@timestamp", "asctime", "@t", "datetime", "eventTime", "date",
+              "timeUnixNano", "time_unix_nano", "receiveTimestamp", "_time", "TIMESTAMP")
+_MSG_KEYS = ("msg", "message", "event", "@m", "body", "textPayload", "MESSAGE", "short_message", "@mt", "Message")
+_LOGGER_KEYS = ("logger", "logger_name", "log.logger", "loggerName", "logger.name", "component_name")
+_TRACE_KEYS = ("trace_id", "traceId", "trace.id", "otelTraceID", "traceID", "logging.googleapis.com/trace",
+               "dd.trace_id", "TraceId", "trace")
+_SPAN_KEYS = ("span_id", "spanId", "span.id", "otelSpanID", "spanID", "logging.googleapis.com/spanId", "dd.span_id",
+              "SpanId")
+_TRACEPARENT_KEYS = ("traceparent", "traceParent", "TRACEPARENT")
+
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+_GCP_TRACE = re.compile(r"(?:^|/)traces/([0-9a-fA-F]+)$")
+
+
+# ---------------------------------------------------------------------------------------
+# time
+
+
+def parse_time(value: Any) -> float | None:
+    """Epoch seconds from epoch s/ms/µs/ns numbers (or numeric strings), ISO 8601 / RFC 3339,
+    Python's asctime (``2024-05-14 12:00:00,123``), or GCP's ``{"seconds", "nanos"}``."""
+    try:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            return _epoch(float(value))
+        if isinstance(value, dict):
+            if "seconds" in value:
+                return float(value["seconds"]) + float(value.get("nanos", 0)) / 1e9
+            return None
+        if not isinstance(value, str) or not value or len(value) > 64:
+            return None
+        s = value.strip()
+        if s[0].isdigit() and ("-" not in s[1:] and ":" not in s):
+            return _epoch(float(s))
+        return _iso(s)
+    except (ValueError, OverflowError, TypeError):
+        return None
+
+
+def _epoch(x: float) -> float | None:
+    if x != x or x <= 0:
+        return None
+    if x > 1e17:
+        return x / 1e9
+    if x > 1e14:
+        return x / 1e6
+    if x > 1e11:
+        return x / 1e3
+    return x
+
+
+_ISO_CACHE: dict[str, float | None] = {}
+_LOCAL_TZ = _dt.datetime.now().astimezone().tzinfo
+_ISO_FAST = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:[.,](\d{1,9}))?(Z|z|[+-]\d\d:?\d\d)?$")
+
+
+def _iso(s: str) -> float | None:
+    m = _ISO_FAST.match(s)
+    if m is None:
+        return _iso_slow(s)
+    base, frac, tz = m.groups()
+    key = base + (tz or "")
+    sec = _ISO_CACHE.get(key)
+    if sec is None:
+        if len(_ISO_CACHE) > 4096:
+            _ISO_CACHE.clear()
+        sec = _ISO_CACHE[key] = _iso_slow(key)
+        if sec is None:
+            return None
+    return sec + (int(frac) / 10 ** len(frac) if frac else 0.0)
+
+
+def _iso_slow(s: str) -> float | None:
+    t = s
+    if "," in t:  # python asctime uses a comma before the milliseconds
+        t = t.replace(",", ".", 1)
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    # fromisoformat accepts at most 6 fractional digits before 3.11 and is strict about some forms
+    frac = re.match(r"^(.*?\.\d{6})\d+(.*)$", t)
+    if frac:
+        t = frac.group(1) + frac.group(2)
+    try:
+        d = _dt.datetime.fromisoformat(t)
+    except ValueError:
+        d2 = _strptime_fallback(t)
+        if d2 is None:
+            return None
+        d = d2
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=_LOCAL_TZ)
+    return d.timestamp()
+
+
+_FALLBACK_FORMATS = ("%d/%b/%Y:%H:%M:%S %z", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M:%S.%f", "%b %d %H:%M:%S",
+                     "%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S.%f %z")
+
+
+def _strptime_fallback(s: str) -> _dt.datetime | None:
+    for fmt in _FALLBACK_FORMATS:
+        try:
+            d = _dt.datetime.strptime(s, fmt)
+        except ValueError:
+            continue
+        if d.year == 1900:
+            d = d.replace(year=_dt.datetime.now().year)
+        return d
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# trace ids
+
+
+def norm_trace_id(v: Any) -> str | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)  # Datadog's decimal ids stay as written (so --trace-id matches what the line says)
+    if not isinstance(v, str) or not v:
+        return None
+    if "/" not in v and "-" not in v:
+        return v.strip().lower()
+    m = _GCP_TRACE.search(v)
+    if m:
+        return m.group(1).lower()
+    m = _TRACEPARENT.match(v)
+    if m:
+        return m.group(1)
+    return v.strip().lower()
+
+
+def norm_span_id(v: Any) -> str | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    if not isinstance(v, str) or not v:
+        return None
+    return v.strip().lower()
+
+
+# ---------------------------------------------------------------------------------------
+# JSON
+
+
+def _role_table() -> dict[str, tuple[str, int]]:
+    table: dict[str, tuple[str, int]] = {}
+    for role, keys in (("level", _LEVEL_KEYS), ("time", _TIME_KEYS), ("msg", _MSG_KEYS), ("logger", _LOGGER_KEYS),
+                       ("trace", _TRACE_KEYS), ("span", _SPAN_KEYS), ("traceparent", _TRACEPARENT_KEYS)):
+        for prio, key in enumerate(keys):
+            table.setdefault(key, (role, prio))
+    for prio, (key, _scale) in enumerate(_LEVEL_NUM_KEYS):
+        table.setdefault(key, ("levelnum", prio))
+    return table
+
+
+_ROLES = _role_table()
+_LEVEL_NUM_SCALE = dict(_LEVEL_NUM_KEYS)
+# ECS / OTel-style nesting: {"log": {"level": ..., "logger": ...}}, {"trace": {"id": ...}}
+_NESTED = {"log": (("level", "level"), ("logger", "logger")), "trace": (("id", "trace"),), "span": (("id", "span"),),
+           "logger": (("name", "logger"),)}
+
+
+def _accept(role: str, v: Any) -> bool:
+    if v is None or isinstance(v, bool):
+        return False
+    if role == "level":
+        return isinstance(v, (str, int, float))
+    if role == "time":
+        return not isinstance(v, list)
+    if role == "msg":
+        return not isinstance(v, (dict, list))
+    if role in ("logger", "traceparent"):
+        return isinstance(v, str)
+    if role in ("trace", "span"):
+        return isinstance(v, (str, int))
+    return isinstance(v, (int, float, str))  # levelnum
+
+
+def normalise_json(rec: dict[str, Any], source: str, raw: str, depth: int = 0, logfmt: bool = False) -> LogRecord:
+    """A record from a decoded JSON object; ``rec`` is consumed (the remainder becomes attrs)."""
+    out = LogRecord(source=source, raw=raw, format="json")
+    # envelopes whose payload is another log line: docker json-file ("log"), Loki ("line"), GCP jsonPayload
+    inner_line: str | None = None
+    if depth == 0:
+        if isinstance(rec.get("line"), str) and isinstance(rec.get("labels"), dict):  # Loki / logcli jsonl
+            inner_line = rec.pop("line")
+            for k, v in rec.pop("labels").items():
+                rec.setdefault(k, v)
+        elif isinstance(rec.get("log"), str) and ("stream" in rec or "time" in rec) and "message" not in rec:
+            inner_line = rec.pop("log").rstrip("\n")
+        payload = rec.get("jsonPayload")
+        if isinstance(payload, dict):
+            del rec["jsonPayload"]
+            for k, v in payload.items():
+                rec.setdefault(k, v)
+    found: dict[str, tuple[int, str]] = {}
+    roles = _ROLES
+    nested = False
+    for key, value in rec.items():
+        r = roles.get(key)
+        if r is not None:
+            role, prio = r
+            if _accept(role, value):
+                cur = found.get(role)
+                if cur is None or prio < cur[0]:
+                    found[role] = (prio, key)
+            elif isinstance(value, dict) and key in _NESTED:
+                nested = True
+        elif key in _NESTED and isinstance(value, dict):
+            nested = True
+    values: dict[str, Any] = {}
+    for role, (_prio, key) in found.items():
+        values[role] = rec.pop(key)
+        if role == "levelnum":
+            values["levelnum_scale"] = _LEVEL_NUM_SCALE[key]
+    if nested:
+        for outer, inner_keys in _NESTED.items():
+            sub = rec.get(outer)
+            if not isinstance(sub, dict):
+                continue
+            for inner, role in inner_keys:
+                if role not in values and inner in sub and _accept(role, sub[inner]):
+                    values[role] = sub.pop(inner)
+            if not sub:
+                del rec[outer]
+    level = values.get("level")
+    if level is not None and not (isinstance(level, str) and level.strip().isdigit() and not logfmt):
+        # a numeric "level" is bunyan/pino's scale; python's own number is "levelno".  A quoted number
+        # is a level only in logfmt (where every value is text): the prefilter relies on this.
+        out.level = normalise_level(level, "bunyan")
+    num = values.get("levelnum")
+    if out.level is None and num is not None and (logfmt or not isinstance(num, str)):
+        out.level = normalise_level(num, values["levelnum_scale"])
+    t = values.get("time")
+    if t is not None:
+        out.time = parse_time(t)
+    msg = values.get("msg")
+    if msg is not None:
+        out.message = msg if isinstance(msg, str) else str(msg)
+    logger = values.get("logger")
+    if logger is None and "name" in rec and isinstance(rec["name"], str) and (
+        "levelname" in raw or "funcName" in rec or "lineno" in rec or "module" in rec
+    ):
+        logger = rec.pop("name")  # python-json-logger's %(name)s
+    out.logger = logger
+    tid = values.get("trace")
+    if tid is not None:
+        out.trace_id = norm_trace_id(tid)
+    sid = values.get("span")
+    if sid is not None:
+        out.span_id = norm_span_id(sid)
+    tp = values.get("traceparent")
+    if isinstance(tp, str):
+        m = _TRACEPARENT.match(tp.strip().lower())
+        if m:
+            out.trace_id = out.trace_id or m.group(1)
+            out.span_id = out.span_id or m.group(2)
+    out.attrs = rec
+    if inner_line is not None:
+        sub = parse_text(inner_line, source, depth + 1)
+        out.message = sub.message
+        out.level = sub.level or out.level
+        out.time = sub.time if sub.time is not None else out.time
+        out.logger = sub.logger or out.logger
+        out.trace_id = sub.trace_id or out.trace_id
+        out.span_id = sub.span_id or out.span_id
+        if sub.attrs:
+            merged = dict(sub.attrs)
+            for k, v in rec.items():
+                merged.setdefault(k, v)
+            out.attrs = merged
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# logfmt
+
+_LOGFMT_PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+_LOGFMT_LINE = re.compile(r'\s*(?:[^\s="]+=(?:"(?:[^"\\]|\\.)*"|[^\s"]*)\s*)+')
+_LOGFMT_ESC = re.compile(r"\\(.)")
+_LOGFMT_UNESC = {"n": "\n", "t": "\t", "r": "\r"}
+
+
+def parse_logfmt_pairs(text: str) -> dict[str, str] | None:
+    if "=" not in text or not _LOGFMT_LINE.fullmatch(text):
+        return None
+    out: dict[str, str] = {}
+    for k, v in _LOGFMT_PAIR.findall(text):
+        if v.startswith('"'):
+            v = _LOGFMT_ESC.sub(lambda m: _LOGFMT_UNESC.get(m.group(1), m.group(1)), v[1:-1])
+        out[k] = v
+    return out
+
+
+def normalise_logfmt(pairs: dict[str, Any], source: str, raw: str) -> LogRecord:
+    rec: dict[str, Any] = dict(pairs)
+    out = normalise_json(rec, source, raw, depth=1, logfmt=True)
+    out.format = "logfmt"
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# text formats (python logging, gunicorn, uvicorn, CRI prefixes)
+
+_TS = r"\[?(?P<ts>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?(?:Z|[+-]\d\d:?\d\d|UTC))?)\]?"
+_LVL_WORDS = r"TRACE|DEBUG|INFO|NOTICE|WARNING|WARN|ERROR|CRITICAL|FATAL|PANIC|trace|debug|info|warning|warn|error|critical|fatal"
+_LVL = r"\[?(?P<level>" + _LVL_WORDS + r")\]?"
+_PID = r"(?:\[(?P<pid>\d+)\]\s+)?"
+_PID2 = r"(?:\[(?P<pid2>\d+)\]\s+)?"
+_TEXT_PATTERNS = [
+    # 2024-05-14 12:00:00,123 ERROR app.db: msg   |  [ts] [pid] [LEVEL] msg (gunicorn) | ts [LEVEL] name: msg
+    re.compile(r"^" + _TS + r"\s+(?:-\s+)?" + _PID + _LVL + r"(?:\s+-)?\s+" + _PID2
+               + r"(?:(?P<logger>[A-Za-z_][\w.\-<>]*)(?::| -| in [\w.<>]+:)\s+)?(?P<msg>.*)$", re.S),
+    # 2024-05-14 12:00:00,123 - app.db - ERROR - msg
+    re.compile(r"^" + _TS + r"\s+-\s+(?P<logger>[\w.\-<>]+)\s+-\s+" + _LVL + r"\s+-\s+(?P<msg>.*)$", re.S),
+    # ERROR:app.db:msg  (logging.basicConfig default)
+    re.compile(r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL|NOTSET):(?P<logger>[^:\s]*):(?P<msg>.*)$", re.S),
+    # INFO:     127.0.0.1:1 - "GET / HTTP/1.1" 200 (uvicorn)
+    re.compile(r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+(?P<msg>.*)$", re.S),
+    # logrus' terminal format: ERRO[0042] msg   key=value
+    re.compile(r"^(?P<level>ERRO|WARN|INFO|DEBU|TRAC|FATA|PANI)\[[^\]]*\]\s+(?P<msg>.*)$", re.S),
+    # [2024-05-14 12:00:00] LEVEL msg  /  2024-05-14T12:00:00Z LEVEL msg handled above; LEVEL ts msg:
+    re.compile(r"^" + _LVL + r"\s+" + _TS + r"\s+(?P<msg>.*)$", re.S),
+]
+# kubelet CRI files: "<RFC3339Nano> stdout F <line>"; `kubectl logs --prefix`: "[pod/x/c] <line>";
+# `kubectl logs --timestamps`: "<RFC3339Nano> <line>"
+_CRI = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\S+) (?P<stream>stdout|stderr) (?P<tag>[FP]) (?P<rest>.*)$", re.S)
+_K8S_PREFIX = re.compile(r"^(?:\[(?P<prefix>[^\]\s]+/[^\]\s]+)\] )?(?:(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*) )?", re.S)
+_CONTINUATION = re.compile(r"^(?:[ \t]|Traceback \(most recent call last\):|During handling of|The above exception"
+                           r"|[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)(?::|$))")
+
+
+def parse_text(text: str, source: str, depth: int = 0) -> LogRecord:
+    """Parse one decoded line (without its newline) into a record; never raises."""
+    try:
+        return _parse_text(text, source, depth)
+    except (RecursionError, ValueError, TypeError, OverflowError, AttributeError, KeyError):
+        return LogRecord(source=source, raw=text, format="plain", message=text)
+
+
+def _parse_text(text: str, source: str, depth: int) -> LogRecord:
+    s = text.lstrip() if depth else text
+    first = s[:1]
+    if first == "{":
+        try:
+            obj = _loads(s)
+        except _JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            return normalise_json(obj, source, text, depth)
+    if depth == 0 and first and (first.isdigit() or first == "["):
+        m = _CRI.match(s)
+        if m:
+            inner = parse_text(m.group("rest"), source, 1)
+            inner.raw = text
+            if inner.time is None:
+                inner.time = parse_time(m.group("ts"))
+            inner.attrs.setdefault("stream", m.group("stream"))
+            return inner
+        m = _K8S_PREFIX.match(s)
+        if m and m.end() > 0 and m.end() < len(s) and s[m.end()] in "{[" and (m.group("prefix") or m.group("ts")):
+            inner = parse_text(s[m.end():], source, 1)
+            if inner.format != "plain":
+                inner.raw = text
+                if inner.time is None and m.group("ts"):
+                    inner.time = parse_time(m.group("ts"))
+                if m.group("prefix"):
+                    inner.attrs.setdefault("k8s", m.group("prefix"))
+                return inner
+    if first and (first.isalnum() or first == "["):
+        for pat in _TEXT_PATTERNS:
+            m = pat.match(s)
+            if m:
+                g = m.groupdict()
+                rec = LogRecord(source=source, raw=text, format="python",
+                                level=normalise_level(g.get("level")), message=g.get("msg") or "",
+                                logger=g.get("logger") or None)
+                if g.get("ts"):
+                    rec.time = parse_time(g["ts"].replace(" UTC", "Z"))
+                pid = g.get("pid") or g.get("pid2")
+                if pid:
+                    rec.attrs["pid"] = int(pid)
+                _text_trace(rec)
+                return rec
+        if "=" in s:
+            pairs = parse_logfmt_pairs(s)
+            if pairs is not None and (len(pairs) >= 2 or pairs.keys() & {"level", "msg", "lvl", "message"}):
+                return normalise_logfmt(pairs, source, text)
+    return LogRecord(source=source, raw=text, format="plain", message=text)
+
+
+_TRACE_IN_TEXT = re.compile(r"\btrace(?:_id|Id|ID|\.id)?[=:]\s*\"?([0-9a-fA-F]{32})\b")
+_SPAN_IN_TEXT = re.compile(r"\bspan(?:_id|Id|ID|\.id)?[=:]\s*\"?([0-9a-fA-F]{16})\b")
+
+
+def _text_trace(rec: LogRecord) -> None:
+    msg = rec.message
+    if "trace" in msg:
+        m = _TRACE_IN_TEXT.search(msg)
+        if m:
+            rec.trace_id = m.group(1).lower()
+        m = _SPAN_IN_TEXT.search(msg)
+        if m:
+            rec.span_id = m.group(1).lower()
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class Parser:
+    """Parses the lines of one source; keeps the state a line needs (traceback continuation)."""
+
+    __slots__ = ("formats", "last", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.last: LogRecord | None = None
+        self.formats: dict[str, int] = {}
+
+    def parse(self, line: bytes, capped: bool = False) -> tuple[LogRecord, bool]:
+        """(record, invalid_utf8) for one line without its newline."""
+        bad = False
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            text = line.decode("utf-8", "replace")
+            bad = True
+        if text.endswith("\r"):
+            text = text[:-1]
+        rec = parse_text(text, self.source)
+        if rec.format == "plain" and self.last is not None and self.last.format == "python" and text and (
+            _CONTINUATION.match(text)
+        ):
+            prev = self.last
+            rec.format = "continuation"
+            rec.level, rec.time, rec.logger = prev.level, prev.time, prev.logger
+            rec.trace_id, rec.span_id = prev.trace_id, prev.span_id
+        else:
+            self.last = rec if rec.format != "plain" else None
+        if capped:
+            rec.capped = True
+        self.formats[rec.format] = self.formats.get(rec.format, 0) + 1
+        return rec, bad
+
+    def follows_python_record(self) -> bool:
+        return self.last is not None and self.last.format == "python"

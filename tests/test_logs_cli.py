@@ -1,0 +1,222 @@
+"""`obskit logs` end to end: real files, real subprocesses, exact counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from conftest import CAPTURED, Result, Target, run_obskit
+
+MIXED = CAPTURED / "logs" / "mixed.log"
+
+
+def records(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_mixed_formats_exact_counts(cli: Callable[..., Result]) -> None:
+    r = cli("logs", str(MIXED), "--json")
+    assert r.exit_code == 0, r.stderr
+    recs = records(r.stdout)
+    assert len(recs) == 19  # 23 lines: the 4 traceback lines belong to the record before them
+    assert all(rec["schema"] == "obskit.log/1" and rec["source"] == "mixed.log" for rec in recs)
+    assert Counter(rec["level"] for rec in recs) == {"error": 7, "info": 5, "warning": 2, "debug": 2, None: 2,
+                                                      "critical": 1}
+    assert Counter(rec["format"] for rec in recs) == {"json": 10, "python": 5, "logfmt": 2, "plain": 2}
+    errors = [rec for rec in recs if rec["level"] in ("error", "critical")]
+    assert Counter(rec["trace_id"] for rec in errors if rec["trace_id"]) == {
+        "4bf92f3577b34da6a3ce929d0e0e4736": 2, "a1b2c3d4e5f60718293a4b5c6d7e8f90": 1,
+        "0af7651916cd43dd8448eb211c80319c": 1}
+
+
+def test_level_filter_json_counts_exactly(cli: Callable[..., Result]) -> None:
+    r = cli("logs", str(MIXED), "--level", "error", "--json")
+    assert r.exit_code == 0
+    assert len(r.stdout.splitlines()) == 8  # 7 error + 1 critical; nothing else on stdout
+    assert len(records(cli("logs", str(MIXED), "--level", "critical", "--json").stdout)) == 1
+    assert len(records(cli("logs", str(MIXED), "--level", "warning", "--json").stdout)) == 10
+
+
+def test_filters_combine(cli: Callable[..., Result]) -> None:
+    recs = records(cli("logs", str(MIXED), "--json", "--where", "status>=500").stdout)
+    assert sorted(int(str(x["attrs"]["status"])) for x in recs) == [500, 502, 503, 504]  # type: ignore[index]
+    recs = records(cli("logs", str(MIXED), "--json", "--where", "status>=500", "--where", "msg~timeout").stdout)
+    assert [x["message"] for x in recs] == ["upstream timeout"]
+    recs = records(cli("logs", str(MIXED), "--json", "--where", "user=alice").stdout)
+    assert len(recs) == 2
+    recs = records(cli("logs", str(MIXED), "--json", "--trace-id", "4BF92F3577B34DA6A3CE929D0E0E4736").stdout)
+    assert [x["message"] for x in recs] == ["user logged in", "payment failed", "upstream timeout"]
+    recs = records(cli("logs", str(MIXED), "--json", "--trace-id",
+                       "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").stdout)
+    assert [x["span_id"] for x in recs] == ["b7ad6b7169203331"]
+    recs = records(cli("logs", str(MIXED), "--json", "--grep", "pino").stdout)
+    assert len(recs) == 2
+    recs = records(cli("logs", str(MIXED), "--json", "--since", "2024-05-14T12:00:01Z",
+                       "--until", "2024-05-14T12:00:02.1Z").stdout)
+    assert [x["message"] for x in recs] == ["request done", "cache lookup", "GET /health 200", "out of memory"]
+    r = cli("logs", str(MIXED), "--raw", "--level", "critical")
+    assert r.stdout == "2024-05-14 12:00:02,100 CRITICAL app.api: out of memory\n"
+
+
+def test_tracebacks_belong_to_their_record(cli: Callable[..., Result]) -> None:
+    recs = records(cli("logs", str(MIXED), "--json", "--level", "error", "--grep", "^ERROR:").stdout)
+    assert len(recs) == 1
+    assert recs[0]["message"] == "job crashed with timeout"
+    assert recs[0]["attrs"] == {"exc_info": 'Traceback (most recent call last):\n  File "worker.py", line 10, in run\n'
+                                            "    do()\nTimeoutError: timed out"}
+    raw = cli("logs", str(MIXED), "--raw", "--where", "logger=app.worker", "--level", "error").stdout
+    assert raw.splitlines() == MIXED.read_text().splitlines()[11:16]
+    human = cli("logs", str(MIXED), "--level", "error", "--no-color").stdout
+    assert "\n                   TimeoutError: timed out\n" in human
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--where", "status>>5"], "bad --where expression"),
+        (["--where", "msg~("], "bad regular expression"),
+        (["--level", "loud"], "unknown level"),
+        (["--since", "soonish"], "cannot read --since"),
+        (["--grep", "(["], "bad --grep"),
+        (["--on-full", "sometimes"], "--on-full"),
+        (["--raw", "--json"], "--raw and --json"),
+    ],
+)
+def test_bad_input_is_one_line_usage_error(cli: Callable[..., Result], args: list[str], fragment: str) -> None:
+    r = cli("logs", str(MIXED), *args)
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1 and fragment in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout == ""
+
+
+def test_missing_file_and_empty_glob(cli: Callable[..., Result], tmp_path: Path) -> None:
+    r = cli("logs", str(tmp_path / "nope.log"))
+    assert r.exit_code == 9 and "no such file" in r.stderr
+    r = cli("logs", str(tmp_path / "*.log"))
+    assert r.exit_code == 9 and "no files match" in r.stderr
+
+
+def test_several_sources_labelled(cli: Callable[..., Result], tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "app.log").write_text('{"level":"info","msg":"from a"}\n')
+    (tmp_path / "b" / "app.log").write_text("level=error msg=\"from b\"\n")
+    (tmp_path / "api.log").write_text("WARNING:api:from api\n")
+    recs = records(cli("logs", str(tmp_path / "*" / "app.log"), str(tmp_path / "api.log"), "--json").stdout)
+    assert sorted((x["source"], x["message"]) for x in recs) == [("a/app.log", "from a"), ("api.log", "from api"),
+                                                                 ("b/app.log", "from b")]
+    human = cli("logs", str(tmp_path / "*" / "app.log"), "--no-color").stdout
+    assert "a/app.log" in human and "b/app.log" in human
+
+
+def test_stdin_pipe() -> None:
+    data = MIXED.read_text()
+    r = run_obskit("logs", "--level", "error", "--json", input=data)
+    assert r.exit_code == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 8
+    assert all(json.loads(x)["source"] == "stdin" for x in r.stdout.splitlines())
+    r = run_obskit("logs", "-", "--summary", "--json", input=data)
+    s = json.loads(r.stdout)
+    assert s["schema"] == "obskit.logs-summary/1"
+    assert s["by_level"]["error"] == 7 and s["unparsed"] == 2 and s["lines"] == 23
+
+
+def test_one_megabyte_line_and_invalid_utf8(cli: Callable[..., Result], tmp_path: Path) -> None:
+    p = tmp_path / "big.log"
+    big = b'{"level":"error","msg":"' + b"A" * (1 << 20) + b'"}'
+    p.write_bytes(b'{"level":"info","msg":"before"}\n' + big + b'\n\xff\xfe{"level":"error"}\n'
+                  + b'{"level":"error","msg":"after \xe2\x28\xa1"}\n')
+    r = cli("logs", str(p), "--json")
+    assert r.exit_code == 0
+    recs = records(r.stdout)
+    assert len(recs) == 4
+    assert recs[1]["capped"] is True and recs[1]["format"] == "plain" and len(str(recs[1]["message"])) == 65536
+    assert recs[3]["message"] == "after \ufffd(\ufffd" and recs[3]["level"] == "error"
+    assert "1 capped" in r.stderr and "2 invalid utf-8" in r.stderr
+    r = cli("logs", str(p), "--summary", "--json", "--max-line-bytes", str(2 << 20))
+    s = json.loads(r.stdout)
+    assert s["capped"] == 0 and s["invalid_utf8"] == 2 and s["by_level"]["error"] == 2
+
+
+def test_summary_json(cli: Callable[..., Result]) -> None:
+    r = cli("logs", str(MIXED), "--summary", "--json")
+    s = json.loads(r.stdout)
+    assert s["lines"] == 23 and s["records"] == 19 and s["unparsed"] == 2
+    assert s["by_level"] == {"debug": 2, "info": 5, "warning": 2, "error": 7, "critical": 1, "none": 2}
+    assert s["top_error_traces"][0] == {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "errors": 2,
+                                        "first_seen": "2024-05-14T12:00:00.300Z",
+                                        "last_seen": "2024-05-14T12:00:00.400Z", "example": "payment failed"}
+    assert s["first_time"] == "2024-05-14T12:00:00.100Z"
+    assert s["untimed"] == 5
+    assert sum(sum(b["counts"].values()) for b in s["histogram"]) == 19 - 5
+    human = cli("logs", str(MIXED), "--summary").stdout
+    assert "top messages" in human and "by level" in human
+
+
+def test_human_output_escapes_terminal_sequences(cli: Callable[..., Result], tmp_path: Path) -> None:
+    p = tmp_path / "evil.log"
+    p.write_text('{"level":"error","msg":"\\u001b]0;pwned\\u0007 \\u001b[2J"}\nplain \x1b[31mred\n')
+    r = cli("logs", str(p), "--color")
+    assert "\x1b]0" not in r.stdout and "\x1b[2J" not in r.stdout and "\x1b[31mred" not in r.stdout
+    assert "\\x1b]0;pwned\\x07" in r.stdout
+
+
+def test_pid_reads_open_log_files(spawn_python: Callable[..., Target], tmp_path: Path) -> None:
+    log = tmp_path / "svc.log"
+    t = spawn_python(
+        f"""
+        import logging, sys, time
+        logging.basicConfig(filename={str(log)!r}, level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("svc").error("database unreachable")
+        logging.getLogger("svc").info("retrying")
+        logging.getLogger().handlers[0].flush()
+        print("ready", flush=True)
+        time.sleep(60)
+        """
+    )
+    r = run_obskit("logs", "--pid", str(t.pid), "--json")
+    assert r.exit_code == 0, r.stderr
+    recs = records(r.stdout)
+    assert [(x["source"], x["level"], x["message"]) for x in recs] == [
+        ("svc.log", "error", "database unreachable"), ("svc.log", "info", "retrying")]
+    assert "stdout of" in r.stderr  # its stdout is a pipe: said so, with what to do
+
+
+def test_pid_errors() -> None:
+    r = run_obskit("logs", "--pid", str(2**22 + 12345))
+    assert r.exit_code == 4 and "not found" in r.stderr
+    r = run_obskit("logs", "--pid", str(os.getpid()))
+    # pytest's own process: its stdout/stderr are pipes or files, never a traceback
+    assert r.exit_code in (0, 9) and "Traceback" not in r.stderr
+
+
+def test_help_is_light() -> None:
+    code = ("import sys; from obskit.commands import main; main(['logs', '--help']); "
+            "bad = [m for m in ('rich', 'opentelemetry', 'google.protobuf', 'orjson', 'psutil') if m in sys.modules]; "
+            "print('HEAVY', bad)")
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "HEAVY []" in out and "--where" in out
+
+
+def test_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    """`obskit logs ... | head -1`: the reader going away ends obskit quietly with 0."""
+    import subprocess
+
+    p = tmp_path / "many.log"
+    p.write_text("".join(f'{{"level":"info","msg":"m {i}"}}\n' for i in range(50000)))
+    proc = subprocess.Popen([sys.executable, "-m", "obskit", "logs", str(p), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["message"] == "m 0"
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0, err
+    assert b"Traceback" not in err and b"error" not in err
