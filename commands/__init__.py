@@ -7,6 +7,7 @@ only typer at module level: heavy libraries are imported inside the command that
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -66,6 +67,22 @@ def _print_error(message: str) -> None:
     sys.stderr.flush()
 
 
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        st, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (null.st_dev, null.st_ino)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (the console script passes it to sys.exit)."""
     from typer._click import exceptions as click_exc  # typer ships its own copy of click
@@ -73,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     state.verbose = "-v" in args[:1] or "--verbose" in args
     command = typer.main.get_command(build_app())
+    stdout_was_devnull = _stdout_is_devnull()
     try:
         rv = command.main(args=args, prog_name="obskit", standalone_mode=False)
     except ObskitError as e:
@@ -98,11 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # Output piped into `head` and similar: not an error of ours.
-        try:
-            sys.stdout = open("/dev/null", "w")
-        except OSError:
-            pass
+        _silence_stdout()
         return int(ExitCode.OK)
+    except SystemExit as e:
+        # The argument parser turns EPIPE into sys.exit(1) after wrapping stdout; a reader that
+        # stopped reading (`obskit ... | head -1`) is not a failure.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper" or (_stdout_is_devnull() and not stdout_was_devnull):
+            # (rich's console does the same: stdout redirected to /dev/null, then SystemExit(1).)
+            _silence_stdout()
+            return int(ExitCode.OK)
+        return e.code if isinstance(e.code, int) else int(ExitCode.INTERNAL)
     except Exception as e:
         if state.verbose:
             import traceback

@@ -64,3 +64,17 @@ def test_exit_code_doc_matches_table() -> None:
     documented = {int(code): name for code, name in rows}
     assert documented == {int(code): name for code, name, _ in EXIT_CODE_TABLE}
     assert {int(c) for c, _, _ in EXIT_CODE_TABLE} == {int(c) for c in ExitCode}
+
+
+def test_reader_that_stops_reading_is_not_a_failure() -> None:
+    # `obskit ... | head -1`: stdout is closed before obskit writes; that is exit 0, and silent.
+    import os
+    import subprocess
+
+    r, w = os.pipe()
+    os.close(r)
+    proc = subprocess.run([sys.executable, "-m", "obskit", "ps", "--all"], stdout=w, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(w)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
