@@ -1,14 +1,66 @@
-"""`obskit demo`: Start the bundled demo service, profile it for a few seconds and write profile.html."""
+"""`obskit demo`: start the bundled demo service, profile it for a few seconds and write profile.html."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from ._common import JsonOpt
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
-    def demo_cmd() -> None:
+    def demo_cmd(
+        duration: Annotated[float, typer.Option("--duration", "-d", min=0.5, max=600, help="Seconds to profile.")] = 5.0,
+        output: Annotated[str, typer.Option("--output", "-o", help="Where to write the flame graph.")] = "profile.html",
+        as_json: JsonOpt = False,
+    ) -> None:
         """Start the bundled demo service, profile it for a few seconds and write profile.html."""
-        from obskit.errors import Unavailable
+        import subprocess
+        import sys
+        import time
 
-        raise Unavailable("`obskit demo` is not built yet")
+        from obskit.errors import TargetExited, Unavailable
+        from obskit.output import info, warn
+        from obskit.profile.console import print_report, report
+        from obskit.profile.sampler import record
+
+        from .profile import _plan_outputs, _write_all
+
+        plan = _plan_outputs([output], None)
+        proc = subprocess.Popen([sys.executable, "-u", "-m", "obskit.demo", "--seconds", str(duration + 120)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # the demo prints `ready PID` once its threads run
+            if not line.startswith("ready"):
+                err = proc.stderr.read() if proc.stderr else ""
+                raise TargetExited(f"the demo service did not start: {err.strip()[-300:] or 'no output'}",
+                                   "run `python -m obskit.demo` to see why")
+            if not as_json:
+                info(f"demo service running as pid {proc.pid}: a CPU hot path (compute_checksum), "
+                     f"4 threads contending for a lock, a slow leak; sampling threads that hold the GIL")
+            start = time.monotonic()
+            # Threads holding the GIL: what burns CPU.  Lock waiters would otherwise crowd the table on a busy machine.
+            rec = record(proc.pid, duration=duration, gil=True, on_warning=warn)
+            if time.monotonic() - start < 0.2 and not rec.profile.total_samples:
+                raise Unavailable("the demo could not be profiled", "run `obskit doctor --pid PID` on a Python process")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        written = _write_all(rec.profile, plan)
+        result = report(rec.profile, top=10, outputs=written)
+
+        def render(r: object) -> None:
+            print_report(result, title="Top functions of the demo service")
+            info(f"open {output} in a browser; try `obskit profile record --pid PID -d 10 -o profile.html` "
+                 "on your own service")
+
+        from ._common import emit
+
+        emit(result, as_json, render)

@@ -45,6 +45,7 @@ class ProcessMeta:
     role: str = "plain"
     python_version: str | None = None
     exited: bool = False
+    cpu_seconds: float | None = None  # CPU time the process used during the recording, when measured
 
 
 @dataclass
