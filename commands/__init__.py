@@ -1,22 +1,27 @@
 """The obskit command line (installed as ``obskit.commands``).
 
-One module per command group; each has ``register(app)``.  ``main`` is the single
-place where errors become exit codes (see docs/exit-codes.md).  Command modules import
-only typer at module level: heavy libraries are imported inside the command that needs them.
+One module per command group, ``commands/<name>.py``, each with ``register(app)``.  ``main``
+is the single place where errors become exit codes (see docs/exit-codes.md).
+
+Start-up is part of the product: only the command that runs is imported and turned into a
+click command (typer's conversion of every option of every command cost ~250 ms), and
+command modules import only typer at module level: heavy libraries are imported inside the
+command that needs them.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from obskit import __version__
 from obskit.errors import ExitCode, ObskitError
 
-from . import demo, doctor, gc, logs, mem, profile, ps, quota, run, stacks, top, trace
 from ._common import state
 
 HELP = (
@@ -26,7 +31,58 @@ HELP = (
     "and OpenTelemetry traces. Every reporting command takes --json."
 )
 
-_MODULES = (demo, profile, ps, stacks, top, doctor, quota, mem, gc, run, logs, trace)
+# name -> the one-line help `obskit --help` shows; `commands/<name>.py` registers the command
+# (a test checks this table against what the modules register).
+COMMANDS: dict[str, str] = {
+    "demo": "Start the bundled demo service, profile it for a few seconds and write profile.html.",
+    "profile": "Sampling profiles: record, show, diff.",
+    "ps": "List every Python process, as a tree of masters and workers.",
+    "stacks": "Dump every thread's stack, grouped and classified (lock, I/O, sleeping, running).",
+    "top": "Live view: sampled top functions beside CPU, RSS, threads, fds and CPU throttling.",
+    "doctor": "Check that obskit can attach here, one line per check with the fix.",
+    "quota": "Container CPU and memory quotas against the workers actually running.",
+    "mem": "Memory of a process (tree): RSS, PSS, USS, swap and where it is (heap, arenas, libraries, stacks).",
+    "gc": "GC collections per generation, pauses, thresholds and advice (needs the obskit agent in the target).",
+    "run": "Run a Python command with the obskit agent loaded (for `obskit gc`, `mem top`, `mem diff`).",
+    "logs": "Follow, parse, filter and summarise incident logs.",
+    "trace": "OpenTelemetry traces from the terminal (exec, span, event) and of obskit's own work.",
+}
+
+
+def _typer(**kw: Any) -> typer.Typer:
+    # Plain help: typer's rich help imports rich.markdown & co (~150 ms) and --help must be instant.
+    return typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False, **kw)
+
+
+def load_command(name: str) -> Any:
+    """The click command for ``obskit NAME``, built from ``commands/NAME.py``."""
+    module = importlib.import_module(f".{name}", __name__)
+    sub = _typer()
+
+    @sub.callback()
+    def _group() -> None:  # makes `sub` a group, so the command keeps its own name
+        pass
+
+    module.register(sub)
+    return typer.main.get_command(sub).commands[name]  # type: ignore[attr-defined]
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists COMMANDS without importing them; builds only the one invoked."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self.commands:
+            self.commands[cmd_name] = load_command(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl(list(COMMANDS.items()))
 
 
 def _version_callback(value: bool) -> None:
@@ -36,15 +92,14 @@ def _version_callback(value: bool) -> None:
 
 
 def build_app() -> typer.Typer:
-    app = typer.Typer(
+    """The root app: global options only; commands come from :class:`LazyGroup`."""
+    app = _typer(
         name="obskit",
         help=HELP,
         no_args_is_help=True,
-        pretty_exceptions_enable=False,
-        # Plain help: typer's rich help imports rich.markdown & co (~150 ms) and --help must be instant.
-        rich_markup_mode=None,
         add_completion=True,
         context_settings={"help_option_names": ["-h", "--help"]},
+        cls=LazyGroup,
     )
 
     @app.callback()
@@ -57,8 +112,6 @@ def build_app() -> typer.Typer:
     ) -> None:
         state.verbose = verbose
 
-    for module in _MODULES:
-        module.register(app)
     return app
 
 

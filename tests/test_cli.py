@@ -78,3 +78,26 @@ def test_reader_that_stops_reading_is_not_a_failure() -> None:
     os.close(w)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_command_table_matches_what_modules_register() -> None:
+    # `obskit --help` lists COMMANDS without importing the modules; each module must register
+    # exactly its name, with the same one-line help.
+    from obskit.commands import COMMANDS, load_command
+
+    for name, short_help in COMMANDS.items():
+        command = load_command(name)
+        assert command.name == name
+        assert command.get_short_help_str(limit=500) == short_help, name
+
+
+def test_help_imports_no_command_module() -> None:
+    import subprocess
+
+    code = (
+        "import sys; from obskit.commands import main\n"
+        "main(['--help'])\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.startswith('obskit.commands.') and m != 'obskit.commands._common'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "LOADED []" in out, out
