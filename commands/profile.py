@@ -63,6 +63,9 @@ def register(app: typer.Typer) -> None:
         """
         from obskit.errors import UsageError
 
+        if command and command[0].startswith("-"):
+            # Extra arguments are the command to run; one that starts with "-" is a mistyped option.
+            raise UsageError(f"no such option: {command[0]}", "see `obskit profile record --help`")
         if (pid is None) == (not command):
             raise UsageError("give exactly one target: --pid N or -- CMD ARGS...",
                              "e.g. `obskit profile record --pid 1234 -d 10 -o profile.html`")

@@ -401,3 +401,9 @@ def test_per_process_rows_make_a_hot_worker_stand_out() -> None:
     assert [r.pid for r in rows] == [2, 3, 4, 1]
     assert [r.hot for r in rows] == [True, False, False, False]
     assert rows[0].cpu_share == pytest.approx(0.95)
+
+
+def test_mistyped_option_is_a_usage_error_not_a_command(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("profile", "record", "--no-such-option", "-o", "x.html")
+    assert r.exit_code == 2
+    assert "no such option: --no-such-option" in r.stderr
