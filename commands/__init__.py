@@ -142,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     state.verbose = "-v" in args[:1] or "--verbose" in args
-    command = typer.main.get_command(build_app())
     stdout_was_devnull = _stdout_is_devnull()
     try:
+        command = typer.main.get_command(build_app())
         rv = command.main(args=args, prog_name="obskit", standalone_mode=False)
     except ObskitError as e:
         if state.verbose:

@@ -38,6 +38,12 @@ def register(app: typer.Typer) -> None:
             report = run_checks(ctx)
             s.set_attribute("obskit.failed", sum(c.status == "fail" for c in report.checks))
         emit(report, as_json, render)
+        failed = [c for c in report.checks if c.status == "fail"]
+        if failed:
+            # The report is on stdout; scripts also get the usual one-line error and its exit code.
+            err = failed[0].to_error(pid)
+            err.message = f"doctor check {failed[0].name} failed: {err.message}"
+            raise err
         return report.exit_code
 
 

@@ -30,19 +30,29 @@ def register(app: typer.Typer) -> None:
         RSS, threads, uptime, container id and command line.  --pid limits the list
         to that process and its descendants.
         """
-        from obskit.errors import TargetNotFound, TargetNotPython
+        from obskit.errors import Interrupted, TargetNotFound, TargetNotPython, UsageError
         from obskit.selftrace import span
         from obskit.stacks.ps import collect
 
+        if interval != interval:  # NaN passes the option's range check
+            raise UsageError("--interval must be a number of seconds, not nan", "see `obskit ps --help`")
+
         with span("obskit.ps", all=show_all) as s:
-            report = collect(include_all=show_all, interval=interval, proc_root=proc_root,
-                             pid_filter=[pid] if pid is not None else None)
+            try:
+                report = collect(include_all=show_all, interval=interval, proc_root=proc_root,
+                                 pid_filter=[pid] if pid is not None else None)
+            except KeyboardInterrupt:
+                # Typer turns a bare KeyboardInterrupt into a silent exit 130; say what happened.
+                raise Interrupted("interrupted while measuring CPU %", "--interval 0 lists at once, without CPU %") from None
             s.set_attribute("obskit.processes", len(report.processes))
         if pid is not None and not any(e.pid == pid for e in report.processes):
             from obskit.proc import ProcFS
 
-            if not ProcFS(proc_root).exists(pid):
+            fs = ProcFS(proc_root)
+            if not fs.exists(pid):
                 raise TargetNotFound(f"process {pid} not found", "run `obskit ps` without --pid to list processes", pid=pid)
+            if fs.is_zombie(pid):
+                raise fs.zombie_error(pid)
             raise TargetNotPython(f"process {pid} does not run Python", "add --all to list every process", pid=pid)
         emit(report, as_json, render)
 

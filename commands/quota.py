@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
         if fail_on is not None and fail_on not in FAIL_LEVELS:
             raise UsageError(f"--fail-on must be warn or error, not {fail_on!r}", "see `obskit quota --help`")
-        if window < 0 or window > 3600:
+        if not 0 <= window <= 3600:  # also NaN
             raise UsageError(f"--window must be between 0 and 3600 seconds, not {window:g}",
                              "see `obskit quota --help`")
         if pid is not None and pid <= 0:

@@ -45,6 +45,8 @@ def register(app: typer.Typer) -> None:
 
         if pid is None:
             raise UsageError("--pid is required", "find the PID with `obskit ps`")
+        if interval != interval:  # NaN passes the option's range check
+            raise UsageError("--interval must be a number of seconds, not nan", "see `obskit stacks --help`")
         preflight(pid, proc_root=proc_root)
         progress = None
         if watch > 1 and not as_json:

@@ -38,6 +38,8 @@ def register(app: typer.Typer) -> None:
 
         if pid is None:
             raise UsageError("--pid is required", "find the PID with `obskit ps`")
+        if duration != duration:  # NaN passes the option's range check
+            raise UsageError("--duration must be a number of seconds, not nan", "see `obskit top --help`")
         if as_json and not once:
             raise UsageError("--json needs --once", "use `obskit top --pid PID --once -d 5 --json`")
         facts = preflight(pid, proc_root=proc_root)
@@ -114,7 +116,8 @@ class _Keys:
 
     def __init__(self) -> None:
         self._saved: Any = None
-        self._tty = sys.stdin.isatty()
+        # sys.stdin is None when fd 0 is closed (`obskit top <&-`, some CI runners).
+        self._tty = sys.stdin is not None and sys.stdin.isatty()
 
     def __enter__(self) -> _Keys:
         if self._tty:
@@ -193,7 +196,7 @@ def _view(w: TopWindow | None, session: TopSession, command: str, limit: int) ->
 
     from obskit.output import escape
 
-    head = Text.from_markup(f"[bold]obskit top[/] · pid {session.pid} · {escape(command[:100])}  [dim](q quits)[/]")
+    head = Text.from_markup(f"[bold]obskit top[/] · pid {session.pid} · {escape(_one_line(command))}  [dim](q quits)[/]")
     if w is None:
         return Group(head, Text("sampling…", style="dim"))
     cum = {(f.name, f.file): f for f in session.cumulative_functions()}
@@ -213,7 +216,12 @@ def _print_window(w: TopWindow, command: str, _unused: object) -> None:
     from obskit.output import console, escape
 
     out = console()
-    out.print(Text.from_markup(f"[bold]obskit top[/] · pid {w.pid} · {escape(command[:100])}"))
+    out.print(Text.from_markup(f"[bold]obskit top[/] · pid {w.pid} · {escape(_one_line(command))}"))
     out.print(Text.from_markup(_stats_line(w)))
     out.print(Text(f"{w.samples} samples in {w.duration_s:.1f}s", style="dim"))
     out.print(_function_table([(f, None) for f in w.functions], "functions by own samples in the window"))
+
+
+def _one_line(command: str, limit: int = 100) -> str:
+    """The command line on one line: `python -c` code has newlines that would break the header."""
+    return " ".join(command.split())[:limit]

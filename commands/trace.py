@@ -81,10 +81,11 @@ def _config(
 
 
 def _warn_config(cfg: Any) -> None:
-    from obskit.output import warn
+    from obskit.output import console, escape
 
     for w in cfg.warnings:
-        warn(w)
+        # soft_wrap: one line each, whatever the width (stderr is often a log file).
+        console(stderr=True).print(f"[yellow]obskit: warning:[/] {escape(w)}", soft_wrap=True)
 
 
 def _report(result: Any, as_json: bool) -> None:
@@ -364,7 +365,7 @@ def register(app: typer.Typer) -> None:
         trace_id: Annotated[
             Optional[str], typer.Option("--trace", help="Only this trace (id or prefix).", show_default=False)
         ] = None,
-        last: Annotated[int, typer.Option("--last", help="Show the last N traces (0: all).")] = 10,
+        last: Annotated[int, typer.Option("--last", min=0, help="Show the last N traces (0: all).")] = 10,
         as_json: JsonOpt = False,
     ) -> None:
         """Print the span tree of the local span file (or FILE): durations, status, attributes."""
@@ -392,14 +393,16 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Send a test span and report the configuration in effect, the spool and the last export errors."""
-        from obskit.errors import Unavailable
-        from obskit.otel import status
+        from obskit.errors import Interrupted, Unavailable
+        from obskit.otel import export, status
 
         cfg = _config(endpoint, protocol, header, export_timeout, service, None, None, output)
         report = status.check(cfg)
         from ._common import emit
 
         emit(report, as_json, status.render)
+        if report.test_span.error == export.INTERRUPTED:
+            raise Interrupted("interrupted before the test span was answered", "the report above is without it")
         if report.test_span.error:
             raise Unavailable(
                 f"the test span could not be delivered: {report.test_span.error}",
@@ -417,12 +420,13 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Send spooled spans (those a down collector missed); each batch is delivered once."""
-        from obskit.errors import Unavailable
+        from obskit.errors import Interrupted, Unavailable
         from obskit.otel import export
 
         cfg = _config(endpoint, protocol, header, timeout, service, None, None, output)
         _warn_config(cfg)
         result = export.flush(cfg, timeout)
+        interrupted = result.error == export.INTERRUPTED
         if as_json:
             from obskit.output import emit_json
 
@@ -432,6 +436,8 @@ def register(app: typer.Typer) -> None:
                 f"sent {result.sent} span(s) to {result.destination}"
                 + (f"; {result.spooled} still spooled" if result.spooled else "")
             )
+        if interrupted:
+            raise Interrupted("flush interrupted", f"{result.spooled} span(s) stay spooled; retry later")
         if result.error:
             raise Unavailable(f"flush stopped: {result.error}", f"{result.spooled} span(s) stay spooled; retry later")
 

@@ -25,6 +25,8 @@ def preflight(pid: int, *, proc_root: str = "/proc", check_permissions: bool = T
             "(`kubectl debug --target=CONTAINER`)",
             pid=pid,
         )
+    if fs.is_zombie(pid):
+        raise fs.zombie_error(pid)
     facts = fs.facts(pid)
     if not facts.is_python:
         raise TargetNotPython(

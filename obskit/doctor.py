@@ -18,6 +18,7 @@ from obskit.errors import (
     InputError,
     ObskitError,
     PermissionDenied,
+    TargetExited,
     TargetNotFound,
     TargetNotPython,
     Unavailable,
@@ -32,7 +33,8 @@ CAP_FIX = (
 )
 
 _ERRORS: dict[str, type[ObskitError]] = {
-    c.__name__: c for c in (PermissionDenied, TargetNotFound, TargetNotPython, UnsupportedVersion, Unavailable, InputError)
+    c.__name__: c
+    for c in (PermissionDenied, TargetNotFound, TargetNotPython, UnsupportedVersion, Unavailable, InputError, TargetExited)
 }
 
 
@@ -187,6 +189,12 @@ def check_target_visible(ctx: DoctorContext) -> CheckResult:
         else:
             fix += "; from another container share the PID namespace (`docker run --pid=container:NAME`)"
         return _fail("pid_namespace", f"process {ctx.pid} is not visible from this PID namespace", fix, TargetNotFound)
+    from obskit.proc import ProcFS
+
+    fs = ProcFS(ctx.proc_root)
+    if fs.is_zombie(ctx.pid):
+        err = fs.zombie_error(ctx.pid)
+        return _fail("pid_namespace", err.message, err.hint, TargetExited)
     same = _same_ns(ctx)
     where = {True: "same PID namespace as obskit", False: "another PID namespace, visible here", None: "visible"}[same]
     return CheckResult("pid_namespace", "pass", f"process {ctx.pid}: {where}")

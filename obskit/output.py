@@ -77,19 +77,20 @@ def console(stderr: bool = False) -> Console:
         from rich.console import Console
 
         kwargs: dict[str, Any] = {"stderr": stderr, "highlight": False}
-        if os.environ.get("OBSKIT_WIDTH"):
-            kwargs["width"] = int(os.environ["OBSKIT_WIDTH"])
+        width = os.environ.get("OBSKIT_WIDTH", "")
+        if width.isdigit() and int(width) >= 20:
+            kwargs["width"] = int(width)
         _consoles[key] = Console(**kwargs)
     return _consoles[key]
 
 
 def warn(message: str) -> None:
     """A one-line warning on stderr (never on stdout, which may carry --json)."""
-    console(stderr=True).print(f"[yellow]obskit: warning:[/] {escape(message)}")
+    console(stderr=True).print(f"[yellow]obskit: warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
-    console(stderr=True).print(f"[dim]obskit:[/] {escape(message)}")
+    console(stderr=True).print(f"[dim]obskit:[/] {escape(message)}", soft_wrap=True)
 
 
 def escape(text: str) -> str:

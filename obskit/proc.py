@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from obskit.errors import PermissionDenied, TargetNotFound
+from obskit.errors import PermissionDenied, TargetExited, TargetNotFound
 
 _PY_VERSION_PATTERNS = [
     re.compile(r"libpython(\d)\.(\d+)"),
@@ -81,7 +81,32 @@ class ProcFS:
         except OSError as e:
             if e.errno in (errno.ESRCH, errno.ENOENT):
                 raise TargetNotFound(f"process {pid} exited", "list processes with `obskit ps`", pid=_int(pid)) from None
+            n = _int(pid)
+            if n is not None and self.is_zombie(n):  # a zombie's mountinfo, environ... give EINVAL
+                raise self.zombie_error(n) from None
             raise
+
+    def is_zombie(self, pid: int) -> bool:
+        """True for a process that has exited and waits for its parent to reap it (state Z or X)."""
+        try:
+            raw = self.path(pid, "stat").read_text(errors="replace")
+        except OSError:
+            return False
+        rest = raw[raw.rfind(")") + 2 :]
+        return rest[:1] in ("Z", "X")
+
+    def zombie_error(self, pid: int) -> TargetExited:
+        parent = ""
+        try:
+            raw = self.path(pid, "stat").read_text(errors="replace")
+            parent = f" by its parent {raw[raw.rfind(')') + 2 :].split()[1]}"
+        except (OSError, IndexError):
+            pass
+        return TargetExited(
+            f"process {pid} has exited (a zombie not yet reaped{parent})",
+            "pick a running process from `obskit ps`",
+            pid=pid,
+        )
 
     def read_text(self, pid: int | str, name: str) -> str:
         return self.read_bytes(pid, name).decode("utf-8", "replace")

@@ -139,3 +139,49 @@ def test_captured_tree_without_psutil(tmp_path: Path, spawn_python: Callable[...
     assert roles[parent.pid] == "plain"
     assert any(roles.get(k) == "mp-child" for k in kids)
     assert all(e.cpu_percent is None for e in report.processes)  # no live CPU readings on a captured tree
+
+
+# -- bad input (QA) --------------------------------------------------------------------------
+ZOMBIE = """
+import os, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    time.sleep(0.01)
+print("ready", pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_zombie_pid_is_target_exited(spawn_python: Callable[..., Target], cli: Callable[..., Result]) -> None:
+    zombie = spawn_python(ZOMBIE).ready_line.split()[1]
+    r = cli("ps", "--pid", zombie, "--json")
+    assert r.exit_code == 8 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and f"process {zombie} has exited (a zombie" in r.stderr
+
+
+def test_nan_interval_is_a_usage_error(cli: Callable[..., Result]) -> None:
+    r = cli("ps", "--interval", "nan")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "--interval" in r.stderr
+
+
+def test_ctrl_c_while_measuring_cpu_says_so() -> None:
+    """Typer turns Ctrl-C into a silent exit 130; ps names what was interrupted."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "obskit", "ps", "--interval", "60", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        # Readiness: the only sleep of `ps` is the CPU interval.
+        deadline = time.monotonic() + 60
+        while "nanosleep" not in Path(f"/proc/{proc.pid}/wchan").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and out == ""
+    assert err == "obskit: error: interrupted while measuring CPU % (--interval 0 lists at once, without CPU %)\n"

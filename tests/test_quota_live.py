@@ -15,11 +15,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_obskit
+from conftest import Result, Target, run_obskit
 
 from obskit.quota.collect import collect
 
@@ -212,3 +212,43 @@ def test_process_over_the_memory_limit_shows_as_an_oom_kill(cgroup: Cgroup) -> N
     finally:
         sleeper.kill()
         sleeper.wait(10)
+
+
+# -- bad input (QA) --------------------------------------------------------------------------
+ZOMBIE = """
+import os, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    time.sleep(0.01)
+print("ready", pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_zombie_pid_is_target_exited_not_a_crash(
+    spawn_python: Callable[..., Target], cli: Callable[..., Result]
+) -> None:
+    zombie = spawn_python(ZOMBIE).ready_line.split()[1]
+    for as_json in ([], ["--json"]):
+        r = cli("quota", "--pid", zombie, "--window", "0", *as_json)
+        assert r.exit_code == 8, r.stderr
+        assert r.stdout == ""
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"obskit: error: process {zombie} has exited")
+
+
+def test_nan_window_is_a_usage_error(cli: Callable[..., Result]) -> None:
+    r = cli("quota", "--window", "nan")
+    assert r.exit_code == 2 and r.stderr.startswith("obskit: error: --window must be between 0 and 3600")
+
+
+def test_multiline_command_stays_on_one_line(spawn_python: Callable[..., Target], cli: Callable[..., Result]) -> None:
+    """`python -c` code has newlines; the report prints each command on one line."""
+    target = spawn_python("import time\nprint('ready', flush=True)\ntime.sleep(120)\n")
+    r = cli("quota", "--window", "0")
+    assert r.exit_code == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if f"pid {target.pid}:" in ln)
+    following = r.stdout.splitlines()[r.stdout.splitlines().index(line) + 1]
+    assert "import time print('ready', flush=True) time.sleep(120)" in following
+    assert not any(ln.startswith(("print(", "time.sleep")) for ln in r.stdout.splitlines())

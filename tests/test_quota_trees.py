@@ -282,3 +282,16 @@ def test_uvicorn_workers_and_forkserver_pool(tmp_path: Path) -> None:
     assert pool.kind == "pool" and sorted(pool.worker_pids) == [42, 43, 44]
     assert 41 not in by  # the forkserver itself is a helper, not a service
     assert any(rec.setting.startswith("--workers 2 ") for rec in r.recommendations)
+
+
+def test_render_says_one_worker_not_one_workers() -> None:
+    import io
+
+    from rich.console import Console
+
+    from obskit.quota.render import render
+
+    buf = io.StringIO()
+    render(collect(4101, 0, tree("v2-k8s-container")), Console(file=buf, width=400, highlight=False))
+    text = buf.getvalue()
+    assert "fits: 1 worker — by CPU" in text and "1 workers" not in text

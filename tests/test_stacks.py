@@ -265,7 +265,10 @@ def test_every_state_classified_in_a_real_process(spawn_python: Callable[..., Ta
         assert r.exit_code == 0, r.stderr
         data = json.loads(r.stdout)
         got = _states(data)
-        if all(got.get(k) == v for k, v in EXPECTED.items()):
+        # Code from `-c` has no source lines, so the same-* waiters are told by their system call,
+        # which a loaded machine may catch restarting (state R) right after the dump's ptrace stop.
+        same_ok = all(v == "waiting_lock" for k, v in got.items() if k.startswith("same-"))
+        if all(got.get(k) == v for k, v in EXPECTED.items()) and same_ok:
             break
     assert data["schema"] == "obskit.stacks/1"
     assert {k: got.get(k) for k in EXPECTED} == EXPECTED
@@ -417,10 +420,13 @@ finally:
 @pytest.mark.slow
 def test_subprocesses_dumps_every_worker(spawn_python: Callable[..., Target], cli: Callable[..., Result]) -> None:
     target = spawn_python(WORKERS_TARGET)
-    r = cli("stacks", "--pid", str(target.pid), "-s", "--json")
-    assert r.exit_code == 0, r.stderr
-    data = json.loads(r.stdout)
-    procs = data["processes"]
+    procs: list[dict[str, Any]] = []
+    for _ in range(4):  # a loaded machine may catch a child between its print and its sleep
+        r = cli("stacks", "--pid", str(target.pid), "-s", "--json")
+        assert r.exit_code == 0, r.stderr
+        procs = json.loads(r.stdout)["processes"]
+        if all(p["threads"][0]["state"] == "sleeping" for p in procs):
+            break
     assert len(procs) == 3 and target.pid in {p["pid"] for p in procs}
     assert all(p["threads"][0]["state"] == "sleeping" for p in procs)
     human = cli("stacks", "--pid", str(target.pid), "-s")
@@ -449,7 +455,10 @@ def test_states_on_other_python_versions(version: str, spawn_python: Callable[..
         assert r.exit_code == 0, r.stderr
         data = json.loads(r.stdout)
         got = _states(data)
-        if all(got.get(k) == v for k, v in EXPECTED.items()):
+        # Code from `-c` has no source lines, so the same-* waiters are told by their system call,
+        # which a loaded machine may catch restarting (state R) right after the dump's ptrace stop.
+        same_ok = all(v == "waiting_lock" for k, v in got.items() if k.startswith("same-"))
+        if all(got.get(k) == v for k, v in EXPECTED.items()) and same_ok:
             break
     assert data["processes"][0]["python_version"] == version
     assert {k: got.get(k) for k in EXPECTED} == EXPECTED
@@ -475,3 +484,33 @@ def test_locals_are_carried(spawn_python: Callable[..., Target], cli: Callable[.
     assert frame["locals"] == {"order_id": '"A-1234"', "retries": "3"}  # py-spy's repr of a str
     human = cli("stacks", "--pid", str(target.pid), "--locals")
     assert 'order_id = "A-1234"' in human.stdout
+
+
+# -- bad input (QA) --------------------------------------------------------------------------
+ZOMBIE = """
+import os, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    time.sleep(0.01)
+print("ready", pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_zombie_pid_is_target_exited(spawn_python: Callable[..., Target], cli: Callable[..., Result]) -> None:
+    from obskit.attach import preflight
+    from obskit.errors import TargetExited
+
+    zombie = spawn_python(ZOMBIE).ready_line.split()[1]
+    with pytest.raises(TargetExited):
+        preflight(int(zombie))
+    r = cli("stacks", "--pid", zombie, "--json")
+    assert r.exit_code == 8 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and f"process {zombie} has exited (a zombie" in r.stderr
+
+
+def test_nan_interval_is_a_usage_error(cli: Callable[..., Result]) -> None:
+    r = cli("stacks", "--pid", "1", "--watch", "2", "--interval", "nan")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "--interval" in r.stderr

@@ -152,3 +152,25 @@ def test_live_view_without_tty_runs_for_duration(demo_target: Target) -> None:
 def test_help_is_plain() -> None:
     r = run_obskit("top", "--help")
     assert r.exit_code == 0 and "--once" in r.stdout
+
+
+# -- bad input (QA) --------------------------------------------------------------------------
+def test_nan_duration_is_a_usage_error(cli: Callable[..., Result]) -> None:
+    r = cli("top", "--pid", str(os.getpid()), "--once", "-d", "nan", "--json")
+    assert r.exit_code == 2 and r.stdout == "" and "--duration" in r.stderr
+
+
+@needs_ptrace
+@needs_sampler
+@pytest.mark.slow
+def test_live_view_with_stdin_closed(spawn_python: Callable[..., Target]) -> None:
+    """fd 0 closed (`obskit top <&-`) leaves sys.stdin None; the view still runs, its header on one line."""
+    import subprocess
+    import sys
+
+    target = spawn_python("import time\nprint('ready', flush=True)\ntime.sleep(120)\n")
+    r = subprocess.run([sys.executable, "-m", "obskit", "top", "--pid", str(target.pid), "-d", "1.5"],
+                       capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.close(0),
+                       env={**os.environ, "OBSKIT_WIDTH": "300"})
+    assert r.returncode == 0, r.stderr
+    assert "import time print('ready', flush=True) time.sleep(120)" in r.stdout.splitlines()[0]

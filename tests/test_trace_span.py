@@ -194,3 +194,50 @@ def test_help_imports_no_otel() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_ctrl_c_while_the_collector_hangs_spools_the_span(state: Path) -> None:
+    """Ctrl-C during an export to a collector that never answers: exit 0, span spooled, one line."""
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(60)
+        endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "obskit", "trace", "span", "--name", "x", "--start", "-1s",
+             "--endpoint", endpoint, "--export-timeout", "60", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            env={**os.environ, "OBSKIT_TRACE_DIR": str(state)},
+        )
+        try:
+            conn, _ = server.accept()  # the export is under way: the readiness handshake
+            with conn:
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert json.loads(out)["spooled"] == 1
+    assert "interrupted (Ctrl-C)" in err
+    assert len(list((state / "spool").glob("*.pb"))) == 1
+
+
+def test_damaged_open_span_file_is_an_input_error_not_a_crash(state: Path, cli: Cli) -> None:
+    r = cli("trace", "span", "start", "--name", "deploy")
+    assert r.exit_code == 0, r.stderr
+    tp = r.stdout.strip()
+    open_file = state / "open" / f"{tp.split('-')[2]}.json"
+    assert open_file.exists()
+    for damaged in ('{"name": 5}', '{"name": "x", "trace_id": "t", "span_id": "s", "start_ns": 1, "events": [{}]}'):
+        open_file.write_text(damaged)
+        r = cli("trace", "span", "end", tp, "--json")
+        assert r.exit_code == 9 and r.stdout == "" and r.stderr.startswith("obskit: error: no open span"), r.stderr
+        assert cli("trace", "status", "--json").exit_code == 0

@@ -368,3 +368,80 @@ def test_show_reads_other_producers_files(tmp_path: Path) -> None:
         ("db", 1, "internal", "api"),
     ]
     assert trace.spans[1].attributes == {"rows": 3}
+
+
+# -- bad input found in QA ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_export_timeout_flag_must_be_finite_and_positive(tmp_path: Path, value: float) -> None:
+    with pytest.raises(UsageError):
+        config.load(_env(tmp_path), timeout_s=value)
+
+
+@pytest.mark.parametrize("raw", ["-5", "0", "nan", "inf", "abc"])
+def test_bad_timeout_variable_warns_and_uses_the_default(tmp_path: Path, raw: str) -> None:
+    c = config.load(_env(tmp_path, OTEL_EXPORTER_OTLP_TIMEOUT=raw))
+    assert c.timeout_s == config.DEFAULT_BUDGET_S
+    assert any("OTEL_EXPORTER_OTLP_TIMEOUT" in w for w in c.warnings)
+
+
+@pytest.mark.parametrize("text", ["-99999999999s", "99999999999999999999", "0001-01-01T00:00:00Z", "-60y"])
+def test_parse_time_rejects_times_otlp_cannot_carry(text: str) -> None:
+    with pytest.raises(InputError):
+        spans.parse_time(text, NOW)
+
+
+def test_show_rejects_a_file_with_no_otlp_in_it(tmp_path: Path) -> None:
+    from obskit.otel import show
+
+    for content in ("root:x:0:0:root:/root:/bin/bash\n", '{"a": 1}\n', "[1, 2]\n"):
+        path = tmp_path / "f.json"
+        path.write_text(content)
+        with pytest.raises(InputError, match="not an OTLP/JSON span file"):
+            show.load(path)
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    assert show.load(empty) == ([], 0)  # an empty span file is just empty
+
+
+def test_output_never_touches_a_foreign_file_or_its_directory(tmp_path: Path) -> None:
+    """`--output` as root must not append to, rotate or chmod what the user pointed it at."""
+    from obskit.otel import export
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    victim = shared / "passwd"
+    victim.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    cfg = config.load(_env(tmp_path / "state"), output=str(victim))
+    record = spans.new_span(cfg, "x", None)
+    record.end_ns = record.start_ns
+    result = export.deliver(cfg, [record])
+    assert result.sent == 0 and "not an OTLP/JSON span file" in result.error
+    assert victim.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    # A new span file in the user's directory: the directory keeps its mode, the file is 0600.
+    fresh = shared / "spans.jsonl"
+    cfg = config.load(_env(tmp_path / "state"), output=str(fresh))
+    assert export.deliver(cfg, [record]).sent == 1
+    assert export.deliver(cfg, [record]).sent == 1  # appending to our own span file is fine
+    assert len(fresh.read_text().splitlines()) == 2
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777 and stat.S_IMODE(fresh.stat().st_mode) == 0o600
+    # trace status probes the file the same way.
+    from obskit.otel import status
+
+    assert "not an OTLP/JSON span file" in status.check(config.load(_env(tmp_path / "state"), output=str(victim))).test_span.error
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+
+
+def test_headers_that_would_fail_every_export_are_refused(tmp_path: Path) -> None:
+    """A bad header is spooled with the span and fails every later flush too: stop it at the door."""
+    for flag in ("=v", "a b=v", "x=line\r\nInjected: 1"):
+        with pytest.raises(UsageError):
+            config.load(_env(tmp_path), headers=[flag])
+    c = config.load(_env(tmp_path, OTEL_EXPORTER_OTLP_HEADERS="a=%0d%0ab,ok=1"))
+    assert c.headers == {"ok": "1"} and any("ignored header 'a'" in w for w in c.warnings)
+    assert config.load(_env(tmp_path), headers=["Authorization=Bearer abc\tdef"]).headers == {
+        "Authorization": "Bearer abc\tdef"
+    }

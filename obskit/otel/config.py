@@ -8,8 +8,10 @@ no endpoint, spans go to a local OTLP-JSON file instead of the network.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import re
 import socket
 import sys
 from collections.abc import Mapping
@@ -92,6 +94,14 @@ def parse_kv_list(text: str | None, what: str, warnings: list[str]) -> dict[str,
     return out
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _header_ok(name: str, value: str) -> bool:
+    """An HTTP field name (RFC 9110 token) and a value without control characters."""
+    return bool(_HEADER_NAME.fullmatch(name)) and not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
+
+
 def state_dir(env: Mapping[str, str]) -> Path:
     """Per-user state directory (spool, open spans, errors, the local span file)."""
     explicit = env.get("OBSKIT_TRACE_DIR")
@@ -153,11 +163,16 @@ def load(
             raise UsageError(f"unknown protocol {protocol!r}", f"use one of: {', '.join(PROTOCOLS)}")
         warnings.append(f"unknown OTEL_EXPORTER_OTLP_PROTOCOL {proto!r}; using http/protobuf")
         proto = "http/protobuf"
-    hdrs = parse_kv_list(_env(env, "HEADERS"), "header", warnings)
+    hdrs = {}
+    for k, v in parse_kv_list(_env(env, "HEADERS"), "header", warnings).items():
+        if _header_ok(k, v):
+            hdrs[k] = v
+        else:  # it would fail every export, and every later flush of the spool
+            warnings.append(f"ignored header {k[:20]!r} from OTEL_EXPORTER_OTLP_HEADERS: not a valid HTTP header")
     for h in headers or []:
         k, sep, v = h.partition("=")
-        if not sep:
-            raise UsageError(f"bad --header {k[:30]!r}", "use --header name=value")
+        if not sep or not _header_ok(k.strip(), v.strip()):
+            raise UsageError(f"bad --header {k[:30]!r}", "use --header name=value (a token name, a value on one line)")
         hdrs[k.strip()] = v.strip()
     if timeout_s is None:
         raw = _env(env, "TIMEOUT")
@@ -166,8 +181,12 @@ def load(
             try:
                 timeout_s = float(raw) / 1000.0
             except ValueError:
+                timeout_s = math.nan
+            if not math.isfinite(timeout_s) or timeout_s <= 0:
+                # A bad variable must not stop the command: the flag is the place for hard errors.
                 warnings.append(f"OTEL_EXPORTER_OTLP_TIMEOUT {raw[:20]!r} is not milliseconds; using 1 s")
-    if timeout_s <= 0:
+                timeout_s = DEFAULT_BUDGET_S
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
         raise UsageError("the export timeout must be positive", "e.g. --export-timeout 1")
     samp, sw = sampling.parse(
         sampler or env.get("OTEL_TRACES_SAMPLER"), sampler_arg or env.get("OTEL_TRACES_SAMPLER_ARG")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 import threading
 import time
 from pathlib import Path
@@ -10,6 +13,8 @@ from pathlib import Path
 from obskit.otel import encode, spool, transport
 from obskit.otel.config import TraceConfig
 from obskit.otel.model import ExportResult, SpanRecord
+
+INTERRUPTED = "interrupted (Ctrl-C) before the collector answered"
 
 
 def _send_bounded(cfg: TraceConfig, payload: bytes, budget: float) -> str:
@@ -32,21 +37,58 @@ def _send_bounded(cfg: TraceConfig, payload: bytes, budget: float) -> str:
 
     t = threading.Thread(target=run, name="obskit-export", daemon=True)
     t.start()
-    t.join(budget + 0.05)
+    try:
+        t.join(budget + 0.05)
+    except KeyboardInterrupt:
+        # Ctrl-C while a collector hangs: give up on the send, keep the spans (spooled).
+        return INTERRUPTED
     if not outcome:
         return f"export timed out after {budget:g}s to {cfg.endpoint}"
     return outcome[0]
 
 
-def write_file(path: str, payload: bytes) -> None:
-    p = Path(path)
+_SPAN_FILE_START = re.compile(rb'\s*\{\s*"resourceSpans"')
+
+
+def write_file(path: str, payload: bytes, *, private_dir: bool = True) -> None:
+    """Append one OTLP/JSON line to ``path`` (rotated to ``path.1`` past the size cap)."""
     line = (encode.bytes_to_json_line(payload) + "\n").encode()
+    append_span_file(Path(path), line, private_dir=private_dir)
+
+
+def append_span_file(p: Path, data: bytes, *, private_dir: bool = True) -> None:
+    """Append ``data`` (b"" checks only) to the span file ``p``.
+
+    ``private_dir`` is for obskit's own state directory only: a user's ``--output`` must not
+    get its directory chmod-ed, and an existing file that is not a span file is never
+    appended to or rotated (``--output /etc/passwd`` as root).
+    """
     try:
-        if p.stat().st_size + len(line) > spool.SPANS_FILE_MAX_BYTES:
-            os.replace(p, p.with_name(p.name + ".1"))  # keep one generation, stay bounded
+        st = p.stat()
     except OSError:
-        pass
-    spool.write_private(p, line, append=True)
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode) and st.st_size:
+        with open(p, "rb") as f:
+            head = f.read(64)
+        if not _SPAN_FILE_START.match(head):
+            raise OSError(errno.EEXIST, "it exists and is not an OTLP/JSON span file; refusing to append")
+        if data and st.st_size + len(data) > spool.SPANS_FILE_MAX_BYTES:
+            os.replace(p, p.with_name(p.name + ".1"))  # keep one generation, stay bounded
+    if private_dir:
+        spool.write_private(p, data, append=True)
+        return
+    if not p.parent.exists():
+        p.parent.mkdir(parents=True, mode=0o700)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def own_file(cfg: TraceConfig) -> bool:
+    """True when the span file is the default one inside obskit's private state directory."""
+    return Path(cfg.output).parent == Path(cfg.state_dir)
 
 
 def deliver(cfg: TraceConfig, spans: list[SpanRecord], budget: float | None = None) -> ExportResult:
@@ -60,7 +102,7 @@ def deliver(cfg: TraceConfig, spans: list[SpanRecord], budget: float | None = No
     payload = encode.to_bytes(sampled, cfg.resource)
     if not cfg.endpoint:
         try:
-            write_file(cfg.output, payload)
+            write_file(cfg.output, payload, private_dir=own_file(cfg))
             result.sent = len(sampled)
         except OSError as e:
             result.error = f"cannot write {cfg.output}: {e.strerror or e}"
@@ -105,7 +147,7 @@ def flush(cfg: TraceConfig, budget: float) -> ExportResult:
             error = _send_bounded(cfg, payload, left) if left > 0.02 else "flush budget used up"
         else:
             try:
-                write_file(cfg.output, payload)
+                write_file(cfg.output, payload, private_dir=own_file(cfg))
                 error = ""
             except OSError as e:
                 error = f"cannot write {cfg.output}: {e.strerror or e}"

@@ -72,11 +72,18 @@ def load(path: Path) -> tuple[list[tuple[dict[str, Any], SpanRecord]], int]:
                 docs.append(json.loads(line))
             except ValueError:
                 skipped += 1  # a line cut by a crash or a full disk
+    otlp = 0
     for doc in docs:
         if isinstance(doc, dict):
+            otlp += "resourceSpans" in doc
             out.extend(spans_from_json(doc))
         else:
             skipped += 1
+    if not otlp and (skipped or docs):
+        # Nothing in it is OTLP: a wrong path, not an empty span file.
+        raise InputError(
+            f"{path} is not an OTLP/JSON span file", "pass a file written by obskit trace or an OTLP file exporter"
+        )
     return out, skipped
 
 

@@ -52,7 +52,15 @@ _UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3
 
 def parse_time(text: str, now_ns: int | None = None) -> int:
     """Epoch seconds (or ns), RFC 3339, ``now``, or relative to now (``-5s``, ``-2m``) -> ns."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
+    ns = _parse_time(text, time.time_ns() if now_ns is None else now_ns)
+    if not 0 <= ns < 2**63:  # OTLP times are unsigned 64-bit ns; collectors read them as int64
+        raise InputError(
+            f"the time {text[:40]!r} is outside 1970 to 2262", "use a time near now, e.g. --start -5m"
+        )
+    return ns
+
+
+def _parse_time(text: str, now_ns: int) -> int:
     t = text.strip()
     if t.lower() == "now":
         return now_ns

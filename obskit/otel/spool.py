@@ -161,11 +161,25 @@ class Spool:
         write_atomic(ensure_dir(self.open_dir) / f"{span_id}.json", json.dumps(state).encode())
 
     def load_open(self, span_id: str) -> dict[str, Any] | None:
+        """The saved state of an open span; None when missing or damaged (a half-written or edited file)."""
         try:
-            data: dict[str, Any] = json.loads((self.open_dir / f"{span_id}.json").read_text())
-            return data
+            data = json.loads((self.open_dir / f"{span_id}.json").read_text())
         except (OSError, ValueError):
             return None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("name", "trace_id", "span_id")):
+            return None
+        if not isinstance(data.get("start_ns"), int) or not isinstance(data.get("attributes", {}), dict):
+            return None
+        events = data.get("events", [])
+        if not isinstance(events, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("time_ns"), int)
+            and isinstance(e.get("attributes", {}), dict)
+            for e in events
+        ):
+            return None
+        if not isinstance(data.get("flags", 1), int):
+            return None
+        return data
 
     def prune_open(self, max_age_s: float = OPEN_SPAN_MAX_AGE_S) -> None:
         """Forget spans a script opened and never ended (it crashed, or was killed)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from obskit.otel import export, propagation, spans, spool
+from obskit.otel import export, propagation, spans
 from obskit.otel.config import TraceConfig
 from obskit.otel.model import ExportResult
 from obskit.otel.spool import Spool
@@ -44,7 +44,7 @@ def check(cfg: TraceConfig) -> TraceStatus:
     else:
         # The local file: check it can be written, without adding a test trace to it.
         try:
-            spool.write_private(Path(cfg.output), b"", append=True)
+            export.append_span_file(Path(cfg.output), b"", private_dir=export.own_file(cfg))
             result.sent = 1
         except OSError as e:
             result.error = f"cannot write {cfg.output}: {e.strerror or e}"

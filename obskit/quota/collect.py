@@ -31,6 +31,8 @@ def collect(pid: int | None = None, window: float = 5.0, roots: Roots | None = N
     who: int | str = pid if pid is not None else "self"
     if pid is not None and not procfs.path(pid, "stat").exists():
         raise TargetNotFound(f"process {pid} not found", "list processes with `obskit ps`", pid=pid)
+    if pid is not None and procfs.is_zombie(pid):
+        raise procfs.zombie_error(pid)
     cg_text = procfs.read_text(who, "cgroup")
     mi_text = procfs.read_text(who, "mountinfo")
     if pid is not None and not os.access(roots.fs, os.R_OK | os.X_OK):

@@ -95,7 +95,7 @@ def render(report: QuotaReport, con: Console) -> None:
             if s.preload is not None:
                 line += f", preload {'on' if s.preload else 'off'}"
             con.print(line, soft_wrap=True)
-            con.print(f"      [dim]{escape(s.command[:100])}[/]", soft_wrap=True)
+            con.print(f"      [dim]{escape(' '.join(s.command.split())[:100])}[/]", soft_wrap=True)  # `python -c` code has newlines
             if s.kind != "python":
                 con.print(f"      workers: {escape(s.workers.explanation)}", soft_wrap=True)
             if s.native_threads:
@@ -111,7 +111,7 @@ def render(report: QuotaReport, con: Console) -> None:
                     con.print(f"      memory: USS {human_bytes(m.master_uss)}, shared {human_bytes(m.shared)}",
                               soft_wrap=True)
             if s.recommended_workers is not None:
-                con.print(f"      fits: [bold]{s.recommended_workers}[/] workers — {escape(s.recommendation_formula)}",
+                con.print(f"      fits: [bold]{s.recommended_workers}[/] worker{'' if s.recommended_workers == 1 else 's'} — {escape(s.recommendation_formula)}",
                           soft_wrap=True)
     if r.oom.victim_pid is not None:
         con.print(f"[bold]OOM[/]: {escape(r.oom.explanation)}", soft_wrap=True)
