@@ -31,3 +31,20 @@ def emit(result: Any, as_json: bool, render: Any = None) -> None:
         emit_json(result)
     else:
         render(result)
+
+
+def require_pid(pid: int | None) -> int:
+    """The --pid of a command that attaches to one process."""
+    if pid is None:
+        from obskit.errors import UsageError
+
+        raise UsageError("--pid is required", "find the PID with `obskit ps`")
+    return pid
+
+
+def not_nan(value: float, option: str, command: str) -> None:
+    """Refuse NaN seconds: NaN passes typer's min/max range check."""
+    if value != value:
+        from obskit.errors import UsageError
+
+        raise UsageError(f"{option} must be a number of seconds, not nan", f"see `obskit {command} --help`")

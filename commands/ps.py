@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, emit
+from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, not_nan
 
 if TYPE_CHECKING:
     from obskit.stacks.ps import PsReport
@@ -30,12 +30,11 @@ def register(app: typer.Typer) -> None:
         RSS, threads, uptime, container id and command line.  --pid limits the list
         to that process and its descendants.
         """
-        from obskit.errors import Interrupted, TargetNotFound, TargetNotPython, UsageError
+        from obskit.errors import Interrupted, TargetNotFound, TargetNotPython
         from obskit.selftrace import span
         from obskit.stacks.ps import collect
 
-        if interval != interval:  # NaN passes the option's range check
-            raise UsageError("--interval must be a number of seconds, not nan", "see `obskit ps --help`")
+        not_nan(interval, "--interval", "ps")
 
         with span("obskit.ps", all=show_all) as s:
             try:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, not_nan, require_pid
 
 if TYPE_CHECKING:
     from obskit.stacks.dump import StacksReport
@@ -39,14 +39,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Dump every thread's stack, grouped and classified (lock, I/O, sleeping, running)."""
         from obskit.attach import preflight
-        from obskit.errors import UsageError
         from obskit.selftrace import span
         from obskit.stacks.dump import collect
 
-        if pid is None:
-            raise UsageError("--pid is required", "find the PID with `obskit ps`")
-        if interval != interval:  # NaN passes the option's range check
-            raise UsageError("--interval must be a number of seconds, not nan", "see `obskit stacks --help`")
+        pid = require_pid(pid)
+        not_nan(interval, "--interval", "stacks")
         preflight(pid, proc_root=proc_root)
         progress = None
         if watch > 1 and not as_json:

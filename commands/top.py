@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, not_nan, require_pid
 
 if TYPE_CHECKING:
     from obskit.stacks.top import TopFunction, TopSession, TopWindow
@@ -36,10 +36,8 @@ def register(app: typer.Typer) -> None:
         from obskit.selftrace import span
         from obskit.stacks.top import TopSession
 
-        if pid is None:
-            raise UsageError("--pid is required", "find the PID with `obskit ps`")
-        if duration != duration:  # NaN passes the option's range check
-            raise UsageError("--duration must be a number of seconds, not nan", "see `obskit top --help`")
+        pid = require_pid(pid)
+        not_nan(duration, "--duration", "top")
         if as_json and not once:
             raise UsageError("--json needs --once", "use `obskit top --pid PID --once -d 5 --json`")
         facts = preflight(pid, proc_root=proc_root)

@@ -62,13 +62,16 @@ def _config(
     header: list[str] | None,
     timeout: float | None,
     service: str | None,
-    sampler: str | None,
-    sampler_arg: str | None,
     output: str | None,
+    *,
+    sampler: str | None = None,
+    sampler_arg: str | None = None,
+    warn: bool = True,
 ) -> Any:
+    """The export configuration from the flags; its warnings printed unless `warn` is off."""
     from obskit.otel import config
 
-    return config.load(
+    cfg = config.load(
         endpoint=endpoint,
         protocol=protocol,
         headers=header,
@@ -78,6 +81,9 @@ def _config(
         sampler_arg=sampler_arg,
         output=output,
     )
+    if warn:
+        _warn_config(cfg)
+    return cfg
 
 
 def _warn_config(cfg: Any) -> None:
@@ -96,6 +102,29 @@ def _report(result: Any, as_json: bool) -> None:
 
         emit_json(result)
     notice(result)
+
+
+def _end(record: Any, status: str, message: str, attr: list[str] | None) -> None:
+    """--status, --message and --attr of a span being ended (`span --start` and `span end`)."""
+    from obskit.otel import spans
+
+    record.status = _status(status)
+    record.status_message = message if record.status == "error" else ""
+    record.attributes.update(spans.parse_attrs(attr))
+
+
+def _with_ids(result: Any, record: Any) -> Any:
+    result.trace_id, result.span_id = record.trace_id, record.span_id
+    return result
+
+
+def _deliver(cfg: Any, record: Any) -> Any:
+    """Export one ended span; the result names it, traceparent included."""
+    from obskit.otel import export, spans
+
+    result = _with_ids(export.deliver(cfg, [record]), record)
+    result.traceparent = spans.context_of(record).traceparent()
+    return result
 
 
 def register(app: typer.Typer) -> None:
@@ -143,7 +172,9 @@ def register(app: typer.Typer) -> None:
         from obskit.otel import propagation, spans
 
         # Everything before the child is stdlib only: the child must not wait for OTel.
-        cfg = _config(endpoint, protocol, header, export_timeout, service, sampler, sampler_arg, output)
+        cfg = _config(
+            endpoint, protocol, header, export_timeout, service, output, sampler=sampler, sampler_arg=sampler_arg, warn=False
+        )
         span_kind = spans.check_kind(kind)
         attributes = spans.parse_attrs(attr)
         parent = propagation.from_env()
@@ -204,27 +235,21 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             return
         from obskit.errors import UsageError
-        from obskit.otel import export, propagation, spans
+        from obskit.otel import propagation, spans
 
         if not name or not start:
             raise UsageError(
                 "`trace span` needs --name and --start (or a subcommand: start, end)",
                 "e.g. obskit trace span --name build --start -30s --end now",
             )
-        cfg = _config(endpoint, protocol, header, export_timeout, service, None, None, output)
-        _warn_config(cfg)
+        cfg = _config(endpoint, protocol, header, export_timeout, service, output)
         record = spans.new_span(cfg, name, propagation.from_env(), spans.check_kind(kind))
         record.start_ns = spans.parse_time(start)
         record.end_ns = spans.parse_time(end or "now")
         if record.end_ns < record.start_ns:
             raise UsageError("--end is before --start", "swap them, or use relative times like --start -5s")
-        record.status = _status(status)
-        record.status_message = message if record.status == "error" else ""
-        record.attributes.update(spans.parse_attrs(attr))
-        result = export.deliver(cfg, [record])
-        result.trace_id, result.span_id = record.trace_id, record.span_id
-        result.traceparent = spans.context_of(record).traceparent()
-        _report(result, as_json)
+        _end(record, status, message, attr)
+        _report(_deliver(cfg, record), as_json)
 
     @span_app.command("start")
     def span_start(
@@ -290,21 +315,16 @@ def register(app: typer.Typer) -> None:
         import time
         from pathlib import Path
 
-        from obskit.otel import export, spans
+        from obskit.otel import spans
         from obskit.otel.spool import Spool
 
-        cfg = _config(endpoint, protocol, header, export_timeout, service, None, None, output)
-        _warn_config(cfg)
+        cfg = _config(endpoint, protocol, header, export_timeout, service, output)
         store = Spool(Path(cfg.state_dir))
         record = spans.load_open(store, traceparent or os.environ.get("TRACEPARENT"))
         record.end_ns = time.time_ns()
-        record.status = _status(status)
-        record.status_message = message if record.status == "error" else ""
-        record.attributes.update(spans.parse_attrs(attr))
-        result = export.deliver(cfg, [record])
+        _end(record, status, message, attr)
+        result = _deliver(cfg, record)
         store.drop_open(record.span_id)
-        result.trace_id, result.span_id = record.trace_id, record.span_id
-        result.traceparent = spans.context_of(record).traceparent()
         _report(result, as_json)
 
     @trace_app.command("event")
@@ -333,8 +353,7 @@ def register(app: typer.Typer) -> None:
         from obskit.otel.model import ExportResult
         from obskit.otel.spool import Spool
 
-        cfg = _config(endpoint, protocol, header, export_timeout, service, None, None, output)
-        _warn_config(cfg)
+        cfg = _config(endpoint, protocol, header, export_timeout, service, output)
         store = Spool(Path(cfg.state_dir))
         raw = traceparent or os.environ.get("TRACEPARENT")
         ctx = propagation.parse_traceparent(raw)
@@ -345,16 +364,14 @@ def register(app: typer.Typer) -> None:
         if open_span is not None:
             open_span.add_event(name, attributes)
             spans.save_open(store, open_span)
-            result = ExportResult(destination=f"open span {open_span.span_id}", spans=0)
-            result.trace_id, result.span_id = open_span.trace_id, open_span.span_id
+            result = _with_ids(ExportResult(destination=f"open span {open_span.span_id}", spans=0), open_span)
         else:
             record = spans.new_span(cfg, name, ctx)
             record.end_ns = record.start_ns = time.time_ns()
             record.attributes.update(attributes)
             record.attributes["obskit.event"] = True
             record.status = "ok"
-            result = export.deliver(cfg, [record])
-            result.trace_id, result.span_id = record.trace_id, record.span_id
+            result = _with_ids(export.deliver(cfg, [record]), record)
         _report(result, as_json)
 
     @trace_app.command("show")
@@ -396,7 +413,7 @@ def register(app: typer.Typer) -> None:
         from obskit.errors import Interrupted, Unavailable
         from obskit.otel import export, status
 
-        cfg = _config(endpoint, protocol, header, export_timeout, service, None, None, output)
+        cfg = _config(endpoint, protocol, header, export_timeout, service, output, warn=False)
         report = status.check(cfg)
         from ._common import emit
 
@@ -423,8 +440,7 @@ def register(app: typer.Typer) -> None:
         from obskit.errors import Interrupted, Unavailable
         from obskit.otel import export
 
-        cfg = _config(endpoint, protocol, header, timeout, service, None, None, output)
-        _warn_config(cfg)
+        cfg = _config(endpoint, protocol, header, timeout, service, output)
         result = export.flush(cfg, timeout)
         interrupted = result.error == export.INTERRUPTED
         if as_json:

@@ -53,28 +53,22 @@ def preflight(pid: int, *, proc_root: str = "/proc", check_permissions: bool = T
 
 def permission_problem(pid: int, *, proc_root: str = "/proc", sys_root: str = "/") -> ObskitError | None:
     """The doctor check that says why ptrace of ``pid`` would be refused, as an error; None if nothing does."""
-    from obskit.doctor import PERMISSION_CHECKS, DoctorContext
+    from obskit.doctor import PERMISSION_CHECKS, DoctorContext, first_failure
 
-    ctx = DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root)
-    for check in PERMISSION_CHECKS:
-        result = check(ctx)
-        if result.status == "fail":
-            err = result.to_error(pid)
-            err.message = f"cannot attach to process {pid}: {result.message}"
-            return err
-    return None
+    result = first_failure(DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root), PERMISSION_CHECKS)
+    if result is None:
+        return None
+    err = result.to_error(pid)
+    err.message = f"cannot attach to process {pid}: {result.message}"
+    return err
 
 
 def ptrace_problem(pid: int, fs: ProcFS, *, self_pid: str = "self") -> str | None:
     """Why ptrace of ``pid`` would be refused (one line), or None when nothing stands in the way."""
-    from obskit.doctor import PERMISSION_CHECKS, DoctorContext
+    from obskit.doctor import PERMISSION_CHECKS, DoctorContext, first_failure
 
-    ctx = DoctorContext(pid=pid, proc_root=str(fs.root), self_pid=self_pid)
-    for check in PERMISSION_CHECKS:
-        result = check(ctx)
-        if result.status == "fail":
-            return result.message
-    return None
+    result = first_failure(DoctorContext(pid=pid, proc_root=str(fs.root), self_pid=self_pid), PERMISSION_CHECKS)
+    return None if result is None else result.message
 
 
 def _at_least(version: str, want: tuple[int, int]) -> bool:

@@ -87,13 +87,9 @@ class DoctorContext:
             return None
 
     def status(self, who: str) -> dict[str, str]:
-        text = self.read(who, "status") or ""
-        out: dict[str, str] = {}
-        for line in text.splitlines():
-            k, sep, v = line.partition(":")
-            if sep:
-                out[k.strip()] = v.strip()
-        return out
+        from obskit.proc import parse_status
+
+        return parse_status(self.read(who, "status") or "")
 
     def cap_eff(self) -> int | None:
         value = self.status(self.self_pid).get("CapEff")
@@ -410,14 +406,19 @@ def run_checks(ctx: DoctorContext, checks: list[Callable[[DoctorContext], CheckR
     )
 
 
-def attach_problem(pid: int, *, proc_root: str = "/proc", sys_root: str = "/") -> ObskitError | None:
-    """The first attach check that fails for ``pid``, as the error to raise, or None."""
-    ctx = DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root)
-    for check in ATTACH_CHECKS:
+def first_failure(ctx: DoctorContext, checks: list[Callable[[DoctorContext], CheckResult]]) -> CheckResult | None:
+    """The first of ``checks`` that fails (the ones after it are not run), or None."""
+    for check in checks:
         result = check(ctx)
         if result.status == "fail":
-            return result.to_error(pid)
+            return result
     return None
+
+
+def attach_problem(pid: int, *, proc_root: str = "/proc", sys_root: str = "/") -> ObskitError | None:
+    """The first attach check that fails for ``pid``, as the error to raise, or None."""
+    result = first_failure(DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root), ATTACH_CHECKS)
+    return None if result is None else result.to_error(pid)
 
 
 def seccomp_suspect(proc_root: str = "/proc") -> CheckResult | None:

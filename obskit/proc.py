@@ -56,6 +56,16 @@ class ProcessFacts:
         return " ".join(self.cmdline) if self.cmdline else f"[{self.name}]"
 
 
+def parse_status(text: str) -> dict[str, str]:
+    """The ``Key: value`` lines of /proc/N/status."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
 class ProcFS:
     """A /proc tree (the live one, or a captured copy for tests)."""
 
@@ -133,12 +143,7 @@ class ProcFS:
         return [p.decode("utf-8", "replace") for p in parts]
 
     def status(self, pid: int) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for line in self.read_text(pid, "status").splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                out[key.strip()] = value.strip()
-        return out
+        return parse_status(self.read_text(pid, "status"))
 
     def stat(self, pid: int) -> list[str]:
         """Fields of /proc/N/stat, with the comm field (which may hold spaces) kept whole."""

@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any
 
+# doctor imports only stdlib and errors at module level (and this module lazily): no cycle.
+from obskit.doctor import KUBECTL_RECIPE
 from obskit.errors import (
     ObskitError,
     PermissionDenied,
@@ -31,7 +33,7 @@ SUPPORTED_MAX = (3, 13)
 
 PERMISSION_HINT = (
     "run obskit as root or as the target's user with CAP_SYS_PTRACE; in Kubernetes use "
-    "`kubectl debug -it POD --image=IMAGE --target=CONTAINER --profile=general`; "
+    f"`{KUBECTL_RECIPE}`; "
     "`obskit doctor --pid PID` shows which check fails"
 )
 

@@ -4,11 +4,15 @@
   (``ready`` or ``ready PID``) when it is ready; the fixture waits for it, never sleeps.
 * ``run_obskit(*args)`` runs the real CLI in a subprocess (``python -m obskit``).
 * ``cli(*args)`` runs ``obskit.commands.main`` in-process and captures its output.
+* ``obskit_process(*args)`` starts the real CLI for a test that signals it mid-way.
+* ``terminate(proc)`` and ``wait_for_lines(stream, needle, n)`` stop and await other processes.
+* ``zombie_pid`` is the PID of a zombie (exited, never reaped).
 * ``needs_ptrace`` skips, with the reason, where py-spy cannot attach here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -19,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
 import pytest
 
@@ -47,13 +51,38 @@ class Target:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
+
+
+def terminate(proc: subprocess.Popen[str], timeout: float = 5.0) -> None:
+    """SIGTERM ``proc``; SIGKILL it if it has not exited after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def wait_for_lines(stream: IO[str], needle: str, count: int, timeout: float = 90) -> None:
+    """Readiness handshake on a log stream: ``count`` lines containing ``needle`` (gunicorn's "Booting worker")."""
+    import selectors
+
+    # Raw reads: lines a buffered readline() pulled in with the previous one would never wake select().
+    fd, want, tail, seen = stream.fileno(), needle.encode(), b"", 0
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while seen < count and time.monotonic() < deadline:
+        if sel.select(timeout=0.5):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            *lines, tail = (tail + chunk).split(b"\n")
+            seen += sum(want in line for line in lines)
+    sel.close()
+    assert seen >= count, f"saw {seen}/{count} '{needle}' lines"
 
 
 def _wait_ready(proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> str:
@@ -103,6 +132,24 @@ def spawn_python() -> Iterator[Callable[..., Target]]:
         t.stop()
 
 
+ZOMBIE = """
+import os, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    time.sleep(0.01)
+print("ready", pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def zombie_pid(spawn_python: Callable[..., Target]) -> str:
+    """The PID (as the command line takes it) of a child its living parent never reaps."""
+    return spawn_python(ZOMBIE).ready_line.split()[1]
+
+
 @pytest.fixture
 def demo_target(spawn_python: Callable[..., Target]) -> Target:
     return spawn_python("import sys; from obskit.demo import main; sys.exit(main(sys.argv[1:]))", "--seconds", "120")
@@ -128,6 +175,27 @@ def run_obskit(*args: str, timeout: float = 120, env: dict[str, str] | None = No
         cwd=cwd,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@contextlib.contextmanager
+def obskit_process(*args: str, env: dict[str, str] | None = None,
+                   cwd: str | Path | None = None) -> Iterator[subprocess.Popen[str]]:
+    """``python -m obskit ARGS`` with stdout/stderr piped; killed at the end if it is still running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "obskit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=None if env is None else {**os.environ, **env},
+        cwd=cwd,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import gzip
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass
@@ -105,8 +105,16 @@ def _decode(msg: Any, data: bytes, content_type: str) -> None:
     json_format.ParseDict(fix(json.loads(data)), msg, ignore_unknown_fields=True)
 
 
+_R = TypeVar("_R", bound="_Store")
+
+
 class _Store:
-    def __init__(self) -> None:
+    """What both receivers keep, and their life cycle: ``with`` starts and stops ``start``/``stop``."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._port = port
+        self._server: Any = None
+        self.endpoint = ""
         self.spans: list[ReceivedSpan] = []
         self.log_records: list[ReceivedLog] = []
         self.requests = 0
@@ -115,6 +123,23 @@ class _Store:
         self.fail_status: int | str | None = None
         self.delay = 0.0
         self._cond = threading.Condition()
+
+    def __enter__(self: _R) -> _R:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
 
     def fail_with(self, status: int | str | None) -> None:
         """Answer every export with ``status`` (None: back to normal)."""
@@ -206,18 +231,8 @@ class OtlpHttpReceiver(_Store):
     """OTLP/HTTP protobuf receiver: POST /v1/traces, /v1/logs, /v1/metrics on 127.0.0.1."""
 
     def __init__(self, port: int = 0) -> None:
-        super().__init__()
-        self._port = port
-        self._server: Any = None
+        super().__init__(port)
         self._thread: threading.Thread | None = None
-        self.endpoint = ""
-
-    def __enter__(self) -> OtlpHttpReceiver:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -286,10 +301,6 @@ class OtlpHttpReceiver(_Store):
         self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-http", daemon=True)
         self._thread.start()
 
-    @property
-    def port(self) -> int:
-        return int(self.endpoint.rsplit(":", 1)[1])
-
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
@@ -299,23 +310,6 @@ class OtlpHttpReceiver(_Store):
 
 class OtlpGrpcReceiver(_Store):
     """OTLP/gRPC receiver (TraceService/Export, LogsService/Export) on 127.0.0.1."""
-
-    def __init__(self, port: int = 0) -> None:
-        super().__init__()
-        self._port = port
-        self._server: Any = None
-        self.endpoint = ""
-
-    def __enter__(self) -> OtlpGrpcReceiver:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        return int(self.endpoint.rsplit(":", 1)[1])
 
     def start(self) -> None:
         from concurrent import futures

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest import CAPTURED, Result, Target
+from conftest import CAPTURED, Result
 
 from obskit import doctor, pyspy
 from obskit.attach import preflight
@@ -224,18 +224,6 @@ def test_cli_live_self_check(cli: Callable[..., Result], tmp_path: Path) -> None
 
 
 # -- bad input (QA) --------------------------------------------------------------------------
-ZOMBIE = """
-import os, time
-pid = os.fork()
-if pid == 0:
-    os._exit(0)
-while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-    time.sleep(0.01)
-print("ready", pid, flush=True)
-time.sleep(120)
-"""
-
-
 def test_failed_check_is_also_one_error_line(cli: Callable[..., Result]) -> None:
     """The report goes to stdout (valid JSON with --json); stderr gets the usual one line."""
     r = cli("doctor", "--pid", "999999999", "--json")
@@ -245,9 +233,8 @@ def test_failed_check_is_also_one_error_line(cli: Callable[..., Result]) -> None
     assert r.stderr.startswith("obskit: error: doctor check pid_namespace failed: process 999999999 is not visible")
 
 
-def test_zombie_fails_pid_namespace_with_exit_8(spawn_python: Callable[..., Target], cli: Callable[..., Result]) -> None:
-    zombie = spawn_python(ZOMBIE).ready_line.split()[1]
-    r = cli("doctor", "--pid", zombie, "--json")
+def test_zombie_fails_pid_namespace_with_exit_8(zombie_pid: str, cli: Callable[..., Result]) -> None:
+    r = cli("doctor", "--pid", zombie_pid, "--json")
     assert r.exit_code == 8, r.stderr
     first = next(c for c in json.loads(r.stdout)["checks"] if c["status"] == "fail")
     assert first["name"] == "pid_namespace" and first["error"] == "TargetExited"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest import Result, Target
+from conftest import Result, Target, obskit_process, terminate, wait_for_lines
 
 APP = "def app(environ, start_response):\n    start_response('200 OK', [])\n    return [b'ok']\n"
 
@@ -29,26 +28,10 @@ def gunicorn_master(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     try:
         # Handshake: gunicorn logs one "Booting worker" line per worker.
         assert proc.stderr is not None
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stderr, selectors.EVENT_READ)
-        booted = 0
-        deadline = time.monotonic() + 60
-        while booted < 3 and time.monotonic() < deadline:
-            if sel.select(timeout=0.5):
-                line = proc.stderr.readline()
-                if not line:
-                    break
-                booted += "Booting worker" in line
-        if booted < 3:
-            pytest.fail(f"gunicorn did not boot 3 workers (booted {booted}, exit {proc.poll()})")
+        wait_for_lines(proc.stderr, "Booting worker", 3, timeout=60)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 15)
 
 
 @pytest.mark.slow
@@ -142,23 +125,10 @@ def test_captured_tree_without_psutil(tmp_path: Path, spawn_python: Callable[...
 
 
 # -- bad input (QA) --------------------------------------------------------------------------
-ZOMBIE = """
-import os, time
-pid = os.fork()
-if pid == 0:
-    os._exit(0)
-while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-    time.sleep(0.01)
-print("ready", pid, flush=True)
-time.sleep(120)
-"""
-
-
-def test_zombie_pid_is_target_exited(spawn_python: Callable[..., Target], cli: Callable[..., Result]) -> None:
-    zombie = spawn_python(ZOMBIE).ready_line.split()[1]
-    r = cli("ps", "--pid", zombie, "--json")
+def test_zombie_pid_is_target_exited(zombie_pid: str, cli: Callable[..., Result]) -> None:
+    r = cli("ps", "--pid", zombie_pid, "--json")
     assert r.exit_code == 8 and r.stdout == ""
-    assert r.stderr.count("\n") == 1 and f"process {zombie} has exited (a zombie" in r.stderr
+    assert r.stderr.count("\n") == 1 and f"process {zombie_pid} has exited (a zombie" in r.stderr
 
 
 def test_nan_interval_is_a_usage_error(cli: Callable[..., Result]) -> None:
@@ -170,18 +140,12 @@ def test_ctrl_c_while_measuring_cpu_says_so() -> None:
     """Typer turns Ctrl-C into a silent exit 130; ps names what was interrupted."""
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "obskit", "ps", "--interval", "60", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    try:
+    with obskit_process("ps", "--interval", "60", "--json") as proc:
         # Readiness: the only sleep of `ps` is the CPU interval.
         deadline = time.monotonic() + 60
         while "nanosleep" not in Path(f"/proc/{proc.pid}/wchan").read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130 and out == ""
     assert err == "obskit: error: interrupted while measuring CPU % (--interval 0 lists at once, without CPU %)\n"

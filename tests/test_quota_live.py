@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Result, Target, run_obskit
+from conftest import Result, Target, run_obskit, terminate, wait_for_lines
 
 from obskit.quota.collect import collect
 
@@ -97,22 +97,6 @@ def cgroup() -> Iterator[Cgroup]:
         cg.destroy()
 
 
-def _wait_lines(stream, needle: str, count: int, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
-    import selectors
-
-    sel = selectors.DefaultSelector()
-    sel.register(stream, selectors.EVENT_READ)
-    seen = 0
-    deadline = time.monotonic() + timeout
-    while seen < count and time.monotonic() < deadline:
-        if sel.select(timeout=0.5):
-            line = stream.readline()
-            if not line:
-                break
-            seen += needle in line
-    assert seen >= count, f"saw {seen}/{count} '{needle}' lines"
-
-
 @pytest.mark.slow
 @pytest.mark.root
 def test_gunicorn_with_too_many_workers_in_half_a_cpu(cgroup: Cgroup, tmp_path: Path) -> None:
@@ -126,7 +110,7 @@ def test_gunicorn_with_too_many_workers_in_half_a_cpu(cgroup: Cgroup, tmp_path: 
         env={k: v for k, v in os.environ.items() if k not in ("WEB_CONCURRENCY", "GUNICORN_CMD_ARGS")})
     try:
         assert proc.stderr is not None
-        _wait_lines(proc.stderr, "Booting worker with pid", 9)
+        wait_for_lines(proc.stderr, "Booting worker with pid", 9)
         res = run_obskit("quota", "--pid", str(proc.pid), "--window", "1", "--json", "--fail-on", "warn")
         assert res.exit_code == 3, res.stderr
         doc = json.loads(res.stdout)
@@ -146,12 +130,7 @@ def test_gunicorn_with_too_many_workers_in_half_a_cpu(cgroup: Cgroup, tmp_path: 
         assert doc["oom"]["visible_as_oomkilled"] is False  # v1, workers respawned by the master
         assert f"workers-gunicorn-{proc.pid}" in res.stderr
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc, 20)
 
 
 @pytest.mark.slow
@@ -215,27 +194,14 @@ def test_process_over_the_memory_limit_shows_as_an_oom_kill(cgroup: Cgroup) -> N
 
 
 # -- bad input (QA) --------------------------------------------------------------------------
-ZOMBIE = """
-import os, time
-pid = os.fork()
-if pid == 0:
-    os._exit(0)
-while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-    time.sleep(0.01)
-print("ready", pid, flush=True)
-time.sleep(120)
-"""
-
-
 def test_zombie_pid_is_target_exited_not_a_crash(
-    spawn_python: Callable[..., Target], cli: Callable[..., Result]
+    zombie_pid: str, cli: Callable[..., Result]
 ) -> None:
-    zombie = spawn_python(ZOMBIE).ready_line.split()[1]
     for as_json in ([], ["--json"]):
-        r = cli("quota", "--pid", zombie, "--window", "0", *as_json)
+        r = cli("quota", "--pid", zombie_pid, "--window", "0", *as_json)
         assert r.exit_code == 8, r.stderr
         assert r.stdout == ""
-        assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"obskit: error: process {zombie} has exited")
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"obskit: error: process {zombie_pid} has exited")
 
 
 def test_nan_window_is_a_usage_error(cli: Callable[..., Result]) -> None:

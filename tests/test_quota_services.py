@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Target, run_obskit
+from conftest import Target, run_obskit, terminate, wait_for_lines
 
 from obskit.quota.collect import collect
 
@@ -92,11 +92,7 @@ def test_gunicorn_config_two_cpu_plus_one_and_env_args(tmp_path: Path) -> None:
     n = 2 * host + 1
     try:
         assert proc.stderr is not None
-        booted = 0
-        while booted < n:
-            line = proc.stderr.readline()
-            assert line, "gunicorn exited"
-            booted += "Booting worker with pid" in line
+        wait_for_lines(proc.stderr, "Booting worker with pid", n)
         res = run_obskit("quota", "--pid", str(proc.pid), "--window", "0.5", "--json")
         assert res.exit_code == 0, res.stderr
         import json
@@ -109,9 +105,4 @@ def test_gunicorn_config_two_cpu_plus_one_and_env_args(tmp_path: Path) -> None:
         assert g["worker_class"] == "gthread" and g["max_requests"] == 100
         assert g["running_workers"] == n
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc, 20)

@@ -254,14 +254,12 @@ def _states(data: dict[str, Any]) -> dict[str, str]:
     return {t["name"]: t["state"] for p in data["processes"] for t in p["threads"]}
 
 
-@needs_ptrace
-@pytest.mark.slow
-def test_every_state_classified_in_a_real_process(spawn_python: Callable[..., Target], cli: Callable[..., Result]) -> None:
-    target = spawn_python(STATES_TARGET)
+def _settled_states(cli: Callable[..., Result], pid: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The last of up to 4 --json dumps and its thread states, stopping once they are the EXPECTED ones."""
     got: dict[str, str] = {}
     data: dict[str, Any] = {}
     for _ in range(4):  # a loaded machine may catch a thread between its mark and its blocking call
-        r = cli("stacks", "--pid", str(target.pid), "--json")
+        r = cli("stacks", "--pid", str(pid), "--json")
         assert r.exit_code == 0, r.stderr
         data = json.loads(r.stdout)
         got = _states(data)
@@ -270,6 +268,14 @@ def test_every_state_classified_in_a_real_process(spawn_python: Callable[..., Ta
         same_ok = all(v == "waiting_lock" for k, v in got.items() if k.startswith("same-"))
         if all(got.get(k) == v for k, v in EXPECTED.items()) and same_ok:
             break
+    return data, got
+
+
+@needs_ptrace
+@pytest.mark.slow
+def test_every_state_classified_in_a_real_process(spawn_python: Callable[..., Target], cli: Callable[..., Result]) -> None:
+    target = spawn_python(STATES_TARGET)
+    data, got = _settled_states(cli, target.pid)
     assert data["schema"] == "obskit.stacks/1"
     assert {k: got.get(k) for k in EXPECTED} == EXPECTED
     proc = data["processes"][0]
@@ -449,17 +455,7 @@ def test_states_on_other_python_versions(version: str, spawn_python: Callable[..
     if exe is None:
         pytest.skip(f"no Python {version} under /root/.pyenv")
     target = spawn_python(STATES_TARGET, executable=exe)
-    got: dict[str, str] = {}
-    for _ in range(4):
-        r = cli("stacks", "--pid", str(target.pid), "--json")
-        assert r.exit_code == 0, r.stderr
-        data = json.loads(r.stdout)
-        got = _states(data)
-        # Code from `-c` has no source lines, so the same-* waiters are told by their system call,
-        # which a loaded machine may catch restarting (state R) right after the dump's ptrace stop.
-        same_ok = all(v == "waiting_lock" for k, v in got.items() if k.startswith("same-"))
-        if all(got.get(k) == v for k, v in EXPECTED.items()) and same_ok:
-            break
+    data, got = _settled_states(cli, target.pid)
     assert data["processes"][0]["python_version"] == version
     assert {k: got.get(k) for k in EXPECTED} == EXPECTED
 
@@ -487,28 +483,15 @@ def test_locals_are_carried(spawn_python: Callable[..., Target], cli: Callable[.
 
 
 # -- bad input (QA) --------------------------------------------------------------------------
-ZOMBIE = """
-import os, time
-pid = os.fork()
-if pid == 0:
-    os._exit(0)
-while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-    time.sleep(0.01)
-print("ready", pid, flush=True)
-time.sleep(120)
-"""
-
-
-def test_zombie_pid_is_target_exited(spawn_python: Callable[..., Target], cli: Callable[..., Result]) -> None:
+def test_zombie_pid_is_target_exited(zombie_pid: str, cli: Callable[..., Result]) -> None:
     from obskit.attach import preflight
     from obskit.errors import TargetExited
 
-    zombie = spawn_python(ZOMBIE).ready_line.split()[1]
     with pytest.raises(TargetExited):
-        preflight(int(zombie))
-    r = cli("stacks", "--pid", zombie, "--json")
+        preflight(int(zombie_pid))
+    r = cli("stacks", "--pid", zombie_pid, "--json")
     assert r.exit_code == 8 and r.stdout == ""
-    assert r.stderr.count("\n") == 1 and f"process {zombie} has exited (a zombie" in r.stderr
+    assert r.stderr.count("\n") == 1 and f"process {zombie_pid} has exited (a zombie" in r.stderr
 
 
 def test_nan_interval_is_a_usage_error(cli: Callable[..., Result]) -> None:

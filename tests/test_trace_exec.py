@@ -3,47 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
-from conftest import ROOT, run_obskit
+from conftest import ROOT, obskit_process, run_obskit
 from otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver
+from trace_helpers import PARENT_SID, PARENT_TID, Cli, trace_state
 
-PARENT_TID = "4bf92f3577b34da6a3ce929d0e0e4736"
-PARENT_SID = "00f067aa0ba902b7"
 PRINT_CTX = (
     "import os, json; print(json.dumps({k: os.environ.get(k) for k in ('TRACEPARENT', 'TRACESTATE', 'BAGGAGE')}))"
 )
 
-Cli = Callable[..., Any]
-
-
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "trace-state"
-    monkeypatch.setenv("OBSKIT_TRACE_DIR", str(d))
-    for var in (
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        "OTEL_SERVICE_NAME",
-        "OTEL_RESOURCE_ATTRIBUTES",
-        "OTEL_TRACES_SAMPLER",
-        "OTEL_TRACES_SAMPLER_ARG",
-        "OTEL_SDK_DISABLED",
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-        "TRACESTATE",
-        "BAGGAGE",
-        "OBSKIT_TRACE",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    return d
+state = pytest.fixture(trace_state, name="state")
 
 
 def test_http_span_parent_attributes_resource_and_propagation(state: Path) -> None:
@@ -144,24 +119,12 @@ def test_sigterm_is_forwarded_to_the_child(state: Path) -> None:
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "obskit", "trace", "exec", "--name", "waiter", "--", sys.executable, "-u", "-c", child],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-        cwd=ROOT,
-    )
-    try:
+    with obskit_process("trace", "exec", "--name", "waiter", "--", sys.executable, "-u", "-c", child, cwd=ROOT) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # readiness handshake from the grandchild
         assert line.strip() == "ready", proc.stderr.read() if proc.stderr else ""
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert "child got TERM" in out and proc.returncode == 7, err
     text = (state / "spans.otlp.jsonl").read_text()
     assert '"SIGTERM"' in text and "obskit.signals_forwarded" in text

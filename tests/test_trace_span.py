@@ -5,40 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
-from conftest import run_obskit
+from conftest import obskit_process, run_obskit
 from otlp_receiver import OtlpHttpReceiver
+from trace_helpers import PARENT_SID, PARENT_TID, Cli, trace_state
 
 from obskit import selftrace
 from obskit.errors import TargetNotFound
 
-PARENT_TID = "4bf92f3577b34da6a3ce929d0e0e4736"
-PARENT_SID = "00f067aa0ba902b7"
-
-Cli = Callable[..., Any]
-
-
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "trace-state"
-    monkeypatch.setenv("OBSKIT_TRACE_DIR", str(d))
-    for var in (
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        "OTEL_SERVICE_NAME",
-        "OTEL_RESOURCE_ATTRIBUTES",
-        "OTEL_TRACES_SAMPLER",
-        "OTEL_TRACES_SAMPLER_ARG",
-        "OTEL_SDK_DISABLED",
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-        "TRACESTATE",
-        "BAGGAGE",
-        "OBSKIT_TRACE",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    return d
+state = pytest.fixture(trace_state, name="state")
 
 
 def test_shell_script_flow(state: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,31 +174,20 @@ def test_help_imports_no_otel() -> None:
 
 def test_ctrl_c_while_the_collector_hangs_spools_the_span(state: Path) -> None:
     """Ctrl-C during an export to a collector that never answers: exit 0, span spooled, one line."""
-    import os
     import signal
     import socket
-    import subprocess
 
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         server.settimeout(60)
         endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "obskit", "trace", "span", "--name", "x", "--start", "-1s",
-             "--endpoint", endpoint, "--export-timeout", "60", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-            env={**os.environ, "OBSKIT_TRACE_DIR": str(state)},
-        )
-        try:
+        with obskit_process("trace", "span", "--name", "x", "--start", "-1s", "--endpoint", endpoint,
+                            "--export-timeout", "60", "--json", env={"OBSKIT_TRACE_DIR": str(state)}) as proc:
             conn, _ = server.accept()  # the export is under way: the readiness handshake
             with conn:
                 proc.send_signal(signal.SIGINT)
                 out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert json.loads(out)["spooled"] == 1

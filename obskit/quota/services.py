@@ -363,9 +363,8 @@ def _gunicorn(master: Raw, running: int, cpu: int, why: str, affinity: int, read
             return cmd[key], "cmdline", f"{GUNICORN_OPTS[key][0]} {cmd[key]}"
         if key in envargs:
             return envargs[key], "env", f"GUNICORN_CMD_ARGS {GUNICORN_OPTS[key][0]} {envargs[key]}"
-        ck = {"preload_app": "preload_app"}.get(key, key)
-        if cfg and ck in cfg.values:
-            return str(cfg.values[ck]), "config", f"{cfg_path}: {cfg.sources[ck]}"
+        if cfg and key in cfg.values:
+            return str(cfg.values[key]), "config", f"{cfg_path}: {cfg.sources[key]}"
         return None
 
     w = pick("workers")

@@ -173,21 +173,19 @@ class TopSession:
     def window(self) -> TopWindow:
         """Everything since the previous window (or since start)."""
         assert self._sampler is not None
-        try:
-            profile = self._sampler.collect()
-        except TargetExited:
-            self.exited = True
-            profile = None
-        return self._build(profile)
+        return self._build(self._samples(self._sampler.collect))
 
     def stop(self) -> TopWindow:
         assert self._sampler is not None
+        return self._build(self._samples(self._sampler.stop))
+
+    def _samples(self, take: Callable[[], Any]) -> Any:
+        """What ``take`` returns; None once the target has exited."""
         try:
-            profile = self._sampler.stop()
+            return take()
         except TargetExited:
             self.exited = True
-            profile = None
-        return self._build(profile)
+            return None
 
     def poll_exit(self) -> bool:
         if not self.fs.exists(self.pid):
