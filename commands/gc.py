@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import JsonOpt, PidOpt, ProcRootOpt, emit
+from .mem import finite, require_pid
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +19,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
         duration: Annotated[
             Optional[float],
-            typer.Option("--duration", "-d", help="Summary: measure over this many seconds. --trace: stop after it."),
+            typer.Option("--duration", "-d", callback=finite,
+                         help="Summary: measure over this many seconds. --trace: stop after it."),
         ] = None,
         inject: Annotated[
             bool,
@@ -36,8 +38,7 @@ def register(app: typer.Typer) -> None:
         from obskit.mem import gcview
         from obskit.selftrace import span
 
-        if pid is None:
-            raise UsageError("--pid is required", "find it with `obskit ps`")
+        pid = require_pid(pid)
         if duration is not None and duration <= 0:
             raise UsageError("--duration must be positive", "e.g. --duration 10")
         with span("obskit.gc", pid=pid, trace=trace):

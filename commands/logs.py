@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
             if not found.specs:
                 from obskit.errors import InputError
 
-                hint = notes[0] if notes else "it has no log files open; pipe its output in with '-'"
+                hint = notes[0] if notes else "pipe its output in with '-'"
                 raise InputError(f"process {pid} has no log files open", hint, pid=pid)
             specs.extend(found.specs)
         if not specs:
@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
         mode = "summary" if summary else "json" if as_json else "raw" if raw else "human"
         if quiet:
             mode = "summary" if summary else "none"
-        use_color = color if color is not None else (sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+        use_color = color if color is not None else (sys.stdout is not None and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
         opts = Options(
             follow=follow,
             on_full=on_full or ("drop" if follow else "block"),

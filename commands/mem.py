@@ -28,9 +28,26 @@ def parse_duration(text: str) -> float:
         value = float(t) * mult
     except ValueError:
         raise UsageError(f"bad duration {text!r}", "use seconds or a suffix: 30s, 5m, 1h") from None
-    if not value > 0:
-        raise UsageError(f"duration must be positive, got {text!r}", "e.g. --watch 60s")
+    if not 0 < value < float("inf"):
+        raise UsageError(f"duration must be positive and finite, got {text!r}", "e.g. --watch 60s")
     return value
+
+
+def finite(value: Optional[float]) -> Optional[float]:
+    """Option callback: NaN and infinity pass click's range checks (every comparison with NaN is false)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def require_pid(pid: Optional[int]) -> int:
+    from obskit.errors import UsageError
+
+    if pid is None:
+        raise UsageError("--pid is required", "find it with `obskit ps`")
+    return pid
 
 
 def register(app: typer.Typer) -> None:
@@ -51,7 +68,8 @@ def register(app: typer.Typer) -> None:
         watch: Annotated[
             Optional[str], typer.Option("--watch", "-w", help="Sample for this long (30s, 5m) and fit the growth.")
         ] = None,
-        interval: Annotated[float, typer.Option("--interval", "-i", min=0.01, help="Seconds between samples with --watch.")] = 1.0,
+        interval: Annotated[float, typer.Option("--interval", "-i", min=0.01, callback=finite,
+                                                   help="Seconds between samples with --watch.")] = 1.0,
         output: Annotated[
             Optional[Path], typer.Option("--output", "-o", help="Also write a self-contained HTML report (chart, no network).")
         ] = None,
@@ -83,12 +101,13 @@ def register(app: typer.Typer) -> None:
         from obskit.output import info
         from obskit.selftrace import span
 
-        if pid is None:
-            raise UsageError("--pid is required", "find it with `obskit ps`; or see `obskit mem --help`")
+        pid = require_pid(pid)
         if fail_on is not None and fail_on not in FAIL_ON:
             raise UsageError(f"--fail-on must be one of {', '.join(FAIL_ON)}", "e.g. --fail-on leak-suspected")
         if fail_on is not None and watch is None:
             raise UsageError("--fail-on needs --watch", "e.g. --watch 60s --fail-on leak-suspected")
+        if output is not None:
+            _check_report_path(output)
         seconds = parse_duration(watch) if watch is not None else None
         if seconds is not None and interval > seconds:
             raise UsageError("--interval is longer than --watch", "e.g. --watch 60s --interval 1")
@@ -122,7 +141,7 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="Number of sites.")] = 20,
         frames: Annotated[int, typer.Option("--frames", min=1, max=64, help="Traceback depth to record.")] = 1,
         wait: Annotated[
-            float, typer.Option("--wait", min=0.0, help="If tracemalloc was off: seconds to trace before the snapshot.")
+            float, typer.Option("--wait", min=0.0, callback=finite, help="If tracemalloc was off: seconds to trace before the snapshot.")
         ] = 5.0,
         keep: Annotated[bool, typer.Option("--keep", help="Leave tracemalloc running in the target afterwards.")] = False,
         stop: Annotated[bool, typer.Option("--stop", help="Only stop tracemalloc in the target.")] = False,
@@ -140,7 +159,8 @@ def register(app: typer.Typer) -> None:
     @mem_app.command("diff")
     def diff_cmd(
         pid: PidOpt = None,
-        interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, help="Seconds between the two snapshots.")] = 10.0,
+        interval: Annotated[float, typer.Option("--interval", "-i", min=0.1, callback=finite,
+                                              help="Seconds between the two snapshots.")] = 10.0,
         limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="Number of sites.")] = 20,
         frames: Annotated[int, typer.Option("--frames", min=1, max=64, help="Traceback depth to record.")] = 1,
         keep: Annotated[bool, typer.Option("--keep", help="Leave tracemalloc running in the target afterwards.")] = False,
@@ -154,17 +174,26 @@ def register(app: typer.Typer) -> None:
         _tracemalloc("diff", pid, interval, frames, limit, keep, False, as_json, proc_root)
 
 
+def _check_report_path(path: Path) -> None:
+    """Before any sampling: a --watch must not be lost to a mistyped -o."""
+    from obskit.errors import UsageError
+
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"the report is HTML: {str(path)!r}", "name it e.g. mem.html")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: directory {parent} does not exist", "create it or choose another -o")
+
+
 def _tracemalloc(mode: str, pid: Optional[int], interval: float, frames: int, limit: int, keep: bool, stop: bool,
                  as_json: bool, proc_root: str) -> None:
     from obskit.agent.client import connect
-    from obskit.errors import UsageError
     from obskit.mem import tmalloc
     from obskit.mem.render import render_tracemalloc
     from obskit.output import info
     from obskit.selftrace import span
 
-    if pid is None:
-        raise UsageError("--pid is required", "find it with `obskit ps`")
+    pid = require_pid(pid)
     with span(f"obskit.mem.{mode}", pid=pid):
         client = connect(pid, proc_root=proc_root)
         if stop:

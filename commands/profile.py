@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit
+from .mem import finite
 
 if TYPE_CHECKING:
+    import subprocess
+
     from obskit.profile.console import OutputFile
     from obskit.profile.model import Profile
 
@@ -34,7 +40,7 @@ def register(app: typer.Typer) -> None:
         command: Annotated[Optional[list[str]], typer.Argument(help="-- CMD ARGS...: start this command and profile it.",
                                                                show_default=False)] = None,
         pid: PidOpt = None,
-        duration: Annotated[Optional[float], typer.Option("--duration", "-d", min=0.1, max=7 * 86400,
+        duration: Annotated[Optional[float], typer.Option("--duration", "-d", min=0.1, max=7 * 86400, callback=finite,
                                                           help="Wall-clock seconds to record (default: until Ctrl-C "
                                                           "or the target exits).", show_default=False)] = None,
         rate: Annotated[Optional[int], typer.Option("--rate", "-r", min=1, max=10000,
@@ -49,7 +55,7 @@ def register(app: typer.Typer) -> None:
                                                          "sample (exact), nonblocking never pauses it (samples may "
                                                          "fail). Default: chosen to fit --max-overhead.",
                                                          show_default=False)] = None,
-        max_overhead: Annotated[float, typer.Option("--max-overhead", min=0.1, max=100,
+        max_overhead: Annotated[float, typer.Option("--max-overhead", min=0.1, max=100, callback=finite,
                                                     help="Budget: percent of the time the target may be paused.")] = 5.0,
         output: OutputOpt = None,
         fmt: FormatOpt = None,
@@ -113,6 +119,8 @@ def register(app: typer.Typer) -> None:
 
         if output and not output.lower().endswith((".html", ".htm")):
             raise UsageError(f"the differential flame graph is HTML: {output!r}", "name it e.g. diff.html")
+        if output:
+            _plan_outputs([output], "html")  # a missing directory is a usage error before any loading
         with span("obskit.profile.diff", base=base, new=new):
             pb, pn = load_profile(base), load_profile(new)
             d = diff_profiles(pb, pn)
@@ -179,15 +187,50 @@ def _write_all(prof: Profile, plan: list[tuple[str, str]]) -> list[OutputFile]:
 def _record(*, pid: int | None, command: list[str], duration: float | None, rate: int | None, subprocesses: bool,
             idle: bool, gil: bool, native: bool, blocking: bool | None, max_overhead: float,
             outputs: list[tuple[str, str]], top: int, as_json: bool, proc_root: str) -> None:
-    import signal
-    import subprocess
     import sys
-    import threading
 
     from obskit.output import info, warn
     from obskit.proc import ProcFS
     from obskit.profile.console import print_report, report
     from obskit.profile.sampler import record, spawn_command, wait_for_interpreter
+
+    child: subprocess.Popen[bytes] | None = None
+    with stop_on_signals() as stop:
+        try:
+            if command:
+                child = spawn_command(command, stdout=sys.stderr.fileno())
+                # Reap it as soon as it exits: a zombie would look alive to py-spy and to /proc checks.
+                threading.Thread(target=child.wait, name="obskit-reaper", daemon=True).start()
+                wait_for_interpreter(child, ProcFS(proc_root))
+                pid = child.pid
+            assert pid is not None
+
+            def started(sampler: Any) -> None:
+                # On stderr even with --json: the JSON is on stdout, and scripts may wait for this line.
+                until = f"for {duration:g}s" if duration else "until Ctrl-C or the target exits"
+                first = "" if blocking is False else " (calibrating the sampling rate first)"
+                info(f"recording process {pid} {until}{first}")
+
+            rec = record(pid, duration=duration, subprocesses=subprocesses, rate=rate, blocking=blocking,
+                         max_overhead=max_overhead, idle=idle, gil=gil, native=native, proc_root=proc_root,
+                         on_warning=warn, on_started=started, stop_event=stop)
+        finally:
+            if child is not None:
+                terminate(child)
+    prof = rec.profile
+    if not prof.total_samples and prof.metadata.end_reason == "target-exited":
+        from obskit.errors import TargetExited
+
+        raise TargetExited(f"process {pid} exited before a single sample was taken",
+                           "check that the service is running; for a short command profile a longer run", pid=pid)
+    written = _write_all(prof, outputs)
+    emit(report(prof, top=top, outputs=written, per_process=subprocesses or None), as_json, print_report)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by the first Ctrl-C or SIGTERM: a recording stops and still writes what it collected."""
+    import signal
 
     stop = threading.Event()
 
@@ -197,40 +240,22 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
         stop.set()
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    child: subprocess.Popen[bytes] | None = None
     try:
-        if command:
-            child = spawn_command(command, stdout=sys.stderr.fileno())
-            # Reap it as soon as it exits: a zombie would look alive to py-spy and to /proc checks.
-            threading.Thread(target=child.wait, name="obskit-reaper", daemon=True).start()
-            wait_for_interpreter(child, ProcFS(proc_root))
-            pid = child.pid
-        assert pid is not None
-
-        def started(sampler: Any) -> None:
-            # On stderr even with --json: the JSON is on stdout, and scripts may wait for this line.
-            until = f"for {duration:g}s" if duration else "until Ctrl-C or the target exits"
-            first = "" if blocking is False else " (calibrating the sampling rate first)"
-            info(f"recording process {pid} {until}{first}")
-
-        rec = record(pid, duration=duration, subprocesses=subprocesses, rate=rate, blocking=blocking,
-                     max_overhead=max_overhead, idle=idle, gil=gil, native=native, proc_root=proc_root,
-                     on_warning=warn, on_started=started, stop_event=stop)
+        yield stop
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        if child is not None and child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(5)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(5)
-    prof = rec.profile
-    if not prof.total_samples and prof.metadata.end_reason == "target-exited":
-        from obskit.errors import TargetExited
 
-        raise TargetExited(f"process {pid} exited before a single sample was taken",
-                           "check that the service is running; for a short command profile a longer run", pid=pid)
-    written = _write_all(prof, outputs)
-    emit(report(prof, top=top, outputs=written, per_process=subprocesses or None), as_json, print_report)
+
+def terminate(child: subprocess.Popen[Any]) -> None:
+    """Stop a process obskit started: SIGTERM, then SIGKILL after 5 s."""
+    import subprocess
+
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait(5)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest import ROOT, Target, needs_root, run_obskit
+from conftest import ROOT, Target, needs_root, run_obskit, terminate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -311,12 +311,7 @@ def test_run_gunicorn_workers_each_get_an_agent(tmp_path: Path) -> None:
         roles = {p["role"] for p in json.loads(r.stdout)["processes"]}
         assert {"gunicorn-master", "gunicorn-worker"} <= roles
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc, timeout=15)
 
 
 def _dead_pid() -> int:

@@ -191,3 +191,16 @@ def test_inject_payload_starts_an_agent(spawn_python: Callable[..., Target], tmp
     r = run_obskit("gc", "--pid", str(t.pid), "--json", env={"OBSKIT_AGENT_DIR": str(tmp_path / "agent")})
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["pid"] == t.pid
+
+
+def test_target_exiting_mid_window_still_reports(spawn_python: Callable[..., Target], tmp_path: Path) -> None:
+    # The agent refuses connections before its process is gone: that is an exit, not a "stale socket".
+    launcher = (
+        "import os, sys\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'obskit', 'run', '-q', '--', sys.executable, '-u', '-c', sys.argv[1]])"
+    )
+    t = spawn_python(launcher, "import time\nprint('ready', flush=True)\ntime.sleep(1.5)",
+                     env={**_env(tmp_path), "PYTHONPATH": str(ROOT)}, cwd=str(ROOT))
+    r = run_obskit("gc", "--pid", str(t.pid), "-d", "30", "--json", env=_env(tmp_path), timeout=60)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["window"] == "since agent start" and "exited during the window" in r.stderr

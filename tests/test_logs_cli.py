@@ -12,6 +12,8 @@ from typing import Callable
 import pytest
 from conftest import CAPTURED, Result, Target, run_obskit
 
+from obskit.errors import ExitCode
+
 MIXED = CAPTURED / "logs" / "mixed.log"
 
 
@@ -220,3 +222,27 @@ def test_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
     err = proc.stderr.read()
     assert proc.wait(60) == 0, err
     assert b"Traceback" not in err and b"error" not in err
+
+
+def test_closed_stdin_and_stdout_are_one_line_or_quiet(tmp_path: Path) -> None:
+    import subprocess
+
+    log = tmp_path / "app.log"
+    log.write_text('{"level": "error", "msg": "boom"}\n')
+
+    def run(args: list[str], close: int) -> subprocess.CompletedProcess[str]:
+        # The other standard streams are pipes; `close` is closed in the child before obskit starts.
+        pipes = {0: subprocess.DEVNULL, 1: subprocess.PIPE}
+        return subprocess.run([sys.executable, "-m", "obskit", "logs", *args], text=True, stderr=subprocess.PIPE,
+                              stdin=None if close == 0 else pipes[0], stdout=None if close == 1 else pipes[1],
+                              preexec_fn=lambda: os.close(close), timeout=60)
+
+    r = run(["-"], 0)  # `obskit logs - <&-`: the reader thread died with a traceback
+    assert r.returncode == ExitCode.INPUT and r.stderr.count("\n") == 1 and "stdin is closed" in r.stderr
+    r = run([str(log)], 1)  # `obskit logs app.log >&-`: was an internal error
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "1 lines" in r.stderr
+
+
+def test_pid_of_a_zombie_says_it_exited(zombie_pid: str) -> None:
+    r = run_obskit("logs", "--pid", zombie_pid)
+    assert r.exit_code == ExitCode.TARGET_EXITED and "zombie" in r.stderr and r.stderr.count("\n") == 1

@@ -309,3 +309,17 @@ def test_kernels_without_smaps_rollup_fall_back_to_smaps(tmp_path: Path) -> None
     without = read_rollup(ProcFS(root), PARENT)
     assert abs(without.rss - with_rollup.rss) <= 64 * 1024
     assert without.uss == with_rollup.uss
+
+
+def test_report_path_is_checked_before_the_watch(spawn_python: Callable[..., Target], tmp_path: Path) -> None:
+    # A mistyped -o used to fail only after --watch had run its whole length.
+    t = spawn_python("import time\nprint('ready', flush=True)\ntime.sleep(60)")
+    for out, words in ((tmp_path / "no" / "mem.html", "does not exist"), (tmp_path / "mem.docx", "HTML")):
+        r = run_obskit("mem", "--pid", str(t.pid), "--watch", "10m", "-o", str(out), "--no-agent", timeout=30)
+        assert r.exit_code == ExitCode.USAGE and words in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_zombie_has_exited(zombie_pid: str) -> None:
+    for args in (("mem", "--pid", zombie_pid), ("mem", "top", "--pid", zombie_pid), ("gc", "--pid", zombie_pid)):
+        r = run_obskit(*args)
+        assert r.exit_code == ExitCode.TARGET_EXITED and "zombie" in r.stderr and r.stderr.count("\n") == 1, args

@@ -12,8 +12,10 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -563,6 +565,46 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     write_profile(rich_profile(), str(path))
     assert path.read_text().startswith("<!DOCTYPE html>") and os.listdir(tmp_path) == ["p.html"]
     assert (path.stat().st_mode & 0o777) == 0o644 & ~_umask()
+
+
+def test_write_never_replaces_a_fifo_or_a_symlink(tmp_path: Path) -> None:
+    # Renaming over `-o /dev/stdout` (a symlink) or a device would replace the node itself, as root.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_profile(rich_profile(), str(fifo), "collapsed")
+    reader.join(30)
+    assert got and b";" in got[0] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_profile(rich_profile(), str(link))
+    assert link.is_symlink() and json.loads(real.read_text())["schema"] == "obskit.profile/1"
+
+
+@pytest.mark.parametrize("metadata", [None, {"segments": [None], "warnings": "x", "duration_s": "abc",
+                                             "samples_attempted": 1.5, "idle": "yes"}])
+def test_malformed_metadata_keeps_defaults(tmp_path: Path, metadata: Any, cli: Callable[..., Any]) -> None:
+    data = rich_profile().to_dict()
+    data["metadata"] = metadata
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    r = cli("profile", "show", str(path), "--json")
+    assert r.exit_code == 0, r.stderr
+    meta = json.loads(r.stdout)["metadata"]
+    assert meta["segments"] == [] and meta["warnings"] == [] and meta["duration_s"] is None and meta["idle"] is False
+
+
+def test_negative_sample_count_is_an_input_error(tmp_path: Path) -> None:
+    data = rich_profile().to_dict()
+    data["samples"][0][3] = -5
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="negative sample count"):
+        load_profile(str(path))
 
 
 def _umask() -> int:

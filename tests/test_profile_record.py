@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Target, needs_ptrace, run_obskit
+from conftest import Target, needs_ptrace, run_obskit, terminate
 
 from obskit.profile.model import Frame, Profile
 
@@ -199,12 +199,28 @@ def test_gunicorn_master_and_three_workers_are_labelled(tmp_path: Path) -> None:
         if p is not None and p.poll() is None:
             p.kill()
             p.wait()
-        g.terminate()
-        try:
-            g.wait(15)
-        except subprocess.TimeoutExpired:
-            g.kill()
-            g.wait(5)
+        terminate(g, timeout=15)
+
+
+def _sigint(p: subprocess.Popen[str]) -> None:
+    p.send_signal(signal.SIGINT)
+
+
+def _interrupt_midway(action: Callable[[subprocess.Popen[str]], None], *args: str,
+                      needle: str = "recording process") -> tuple[int, str, str]:
+    """Start obskit, wait for ``needle`` on its stderr and 1.5 s of samples, ``action``: (exit code, stdout, stderr)."""
+    p = _obskit_popen(*args)
+    try:
+        err = _wait_stderr(p, needle)
+        time.sleep(1.5)  # let samples accumulate past the calibration window
+        action(p)
+        p.wait(60)
+        assert p.stdout is not None
+        return p.returncode, p.stdout.read(), "".join(err)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 @needs_ptrace
@@ -212,21 +228,14 @@ def test_gunicorn_master_and_three_workers_are_labelled(tmp_path: Path) -> None:
 def test_target_killed_mid_recording_still_writes_outputs(spawn_python: Callable[..., Target], tmp_path: Path) -> None:
     t = spawn_python(HOT)
     out_json, out_html = tmp_path / "k.json", tmp_path / "k.html"
-    p = _obskit_popen("profile", "record", "--pid", str(t.pid), "-d", "120", "--json", "-o", str(out_json),
-                      "-o", str(out_html))
-    try:
-        err = _wait_stderr(p, "recording process")
-        time.sleep(1.5)  # let samples accumulate past the calibration window
+
+    def kill_target(p: subprocess.Popen[str]) -> None:
         t.proc.kill()
-        t.proc.wait(10)
-        p.wait(60)
-        assert p.stdout is not None
-        stdout, stderr = p.stdout.read(), "".join(err)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == 0, stderr
+        t.proc.wait(60)  # a traced process is reaped once py-spy lets go of it: slow on a loaded machine
+
+    rc, stdout, stderr = _interrupt_midway(kill_target, "profile", "record", "--pid", str(t.pid), "-d", "120",
+                                           "--json", "-o", str(out_json), "-o", str(out_html))
+    assert rc == 0, stderr
     data = json.loads(stdout)
     assert data["metadata"]["end_reason"] == "target-exited"
     assert data["total_samples"] > 0
@@ -239,19 +248,8 @@ def test_target_killed_mid_recording_still_writes_outputs(spawn_python: Callable
 def test_sigint_mid_recording_still_writes_outputs(spawn_python: Callable[..., Target], tmp_path: Path) -> None:
     t = spawn_python(HOT)
     out = tmp_path / "i.json"
-    p = _obskit_popen("profile", "record", "--pid", str(t.pid), "--json", "-o", str(out))
-    try:
-        err = _wait_stderr(p, "recording process")
-        time.sleep(1.5)
-        p.send_signal(signal.SIGINT)
-        p.wait(60)
-        assert p.stdout is not None
-        stdout, stderr = p.stdout.read(), "".join(err)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == 0, stderr
+    rc, stdout, stderr = _interrupt_midway(_sigint, "profile", "record", "--pid", str(t.pid), "--json", "-o", str(out))
+    assert rc == 0, stderr
     data = json.loads(stdout)
     assert data["metadata"]["end_reason"] == "interrupted"
     assert data["top_functions"][0]["name"] == "hot_function"
@@ -290,6 +288,39 @@ def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
     r = run_obskit("profile", "record", "--pid", "1", "-o", str(tmp_path / "x.unknown"))
     assert r.exit_code == 2 and "format" in r.stderr
 
+
+
+@pytest.mark.parametrize("args", [
+    ("profile", "record", "--pid", "1", "-d", "nan"),  # NaN passes click's range check: it recorded forever
+    ("profile", "record", "--pid", "1", "--max-overhead", "nan"),
+    ("demo", "-d", "nan"),
+    ("mem", "--pid", "1", "--watch", "2s", "--interval", "nan"),
+    ("mem", "--pid", "1", "--watch", "inf"),
+    ("mem", "top", "--pid", "1", "--wait", "inf"),
+    ("mem", "diff", "--pid", "1", "--interval", "nan"),
+    ("gc", "--pid", "1", "-d", "nan"),
+    ("gc", "--pid", "1", "-d", "inf"),
+])
+def test_nan_and_infinite_durations_are_usage_errors(cli, args: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    r = cli(*args)
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.startswith("obskit: error: ") and r.stderr.count("\n") == 1 and "finite" in r.stderr
+
+
+def test_diff_output_in_a_missing_directory_is_a_usage_error(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    prof = tmp_path / "p.collapsed"
+    prof.write_text("a;b 3\n")
+    r = cli("profile", "diff", str(prof), str(prof), "-o", str(tmp_path / "no" / "diff.html"))
+    assert r.exit_code == 2 and "does not exist" in r.stderr
+
+
+@needs_ptrace
+@pytest.mark.slow
+def test_demo_ctrl_c_still_writes_the_flame_graph(tmp_path: Path) -> None:
+    out = tmp_path / "demo.json"
+    rc, _, stderr = _interrupt_midway(_sigint, "demo", "-d", "60", "-o", str(out), needle="demo service running")
+    assert rc == 0, stderr
+    assert json.loads(out.read_text())["metadata"]["end_reason"] == "interrupted"
 
 DEEP_BUSY = """
 import sys

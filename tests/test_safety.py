@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Target, needs_ptrace, run_obskit
@@ -73,13 +74,17 @@ def test_choose_explicit_rate_warns_over_budget() -> None:
     assert nb.mode == "nonblocking" and nb.predicted_pause_share == 0.0
 
 
+def _record(t: Target, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """`profile record --json` of ``t``; the report document."""
+    r = run_obskit("profile", "record", "--pid", str(t.pid), *args, "--json", "-o", str(tmp_path / "p.json"))
+    assert r.exit_code == 0, r.stderr
+    return dict(json.loads(r.stdout))
+
+
 @needs_ptrace
 @pytest.mark.slow
 def test_default_on_deep_stacks_lowers_the_rate(spawn_python: Callable[..., Target], tmp_path: Path) -> None:
-    t = spawn_python(DEEP)
-    r = run_obskit("profile", "record", "--pid", str(t.pid), "-d", "5", "--json", "-o", str(tmp_path / "d.json"))
-    assert r.exit_code == 0, r.stderr
-    m = json.loads(r.stdout)["metadata"]
+    m = _record(spawn_python(DEEP), tmp_path, "-d", "5")["metadata"]
     assert m["mode"] == "blocking"
     assert m["requested_rate"] == 100
     segs = m["segments"]
@@ -97,10 +102,7 @@ def test_default_on_deep_stacks_lowers_the_rate(spawn_python: Callable[..., Targ
 @needs_ptrace
 @pytest.mark.slow
 def test_default_on_shallow_stacks_keeps_100hz(spawn_python: Callable[..., Target], tmp_path: Path) -> None:
-    t = spawn_python(SHALLOW)
-    r = run_obskit("profile", "record", "--pid", str(t.pid), "-d", "4", "--json", "-o", str(tmp_path / "s.json"))
-    assert r.exit_code == 0, r.stderr
-    data = json.loads(r.stdout)
+    data = _record(spawn_python(SHALLOW), tmp_path, "-d", "4")
     m = data["metadata"]
     # Shallow stacks cost ~0.1-0.4 ms a sample: 100 Hz fits; a loaded machine may shave a little off.
     assert m["segments"][-1]["rate"] >= 50, m["segments"]

@@ -33,6 +33,8 @@ def candidate_paths(pid: int, *, proc_root: str = "/proc") -> list[str]:
     fs = ProcFS(proc_root)
     if not fs.exists(pid):
         raise TargetNotFound(f"process {pid} not found", "check the PID with `obskit ps`", pid=pid)
+    if fs.is_zombie(pid):
+        raise fs.zombie_error(pid)
     inner = _ns_pid(fs, pid)
     env: dict[str, str] = {}
     uid: int | None = None
@@ -90,6 +92,18 @@ class AgentClient:
             raise AgentRequestError(str(reply.get("error", "request failed")), pid=self.pid)
         return reply
 
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds`` for a measurement window; Ctrl-C or the process exiting end it early."""
+        fs = ProcFS()
+        deadline = time.monotonic() + seconds
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                if not fs.exists(self.pid) or fs.is_zombie(self.pid):
+                    return
+                time.sleep(min(0.25, left))
+        except KeyboardInterrupt:
+            pass  # the caller reports the part of the window that passed
+
     def _exchange(self, payload: bytes) -> bytes:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout)
@@ -103,7 +117,7 @@ class AgentClient:
                     break
                 buf += chunk
         except (ConnectionRefusedError, FileNotFoundError):
-            if not Path(f"/proc/{self.pid}").exists():
+            if _exits_soon(self.pid):
                 raise TargetExited(f"process {self.pid} exited", "find it again with `obskit ps`", pid=self.pid) from None
             # Nobody listens: a socket left by an earlier process that had this PID.
             raise Unavailable(
@@ -145,6 +159,18 @@ class AgentClient:
         except BlockingIOError:
             return False
         return True
+
+
+def _exits_soon(pid: int, wait: float = 1.0) -> bool:
+    """True when ``pid`` is gone or a zombie within ``wait`` seconds: an exiting agent refuses first."""
+    fs = ProcFS()
+    deadline = time.monotonic() + wait
+    while True:
+        if not fs.exists(pid) or fs.is_zombie(pid):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 class AgentRequestError(Unavailable):

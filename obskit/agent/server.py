@@ -426,28 +426,20 @@ class Agent:
         )
 
     def cmd_tm_snapshot(self, req: dict[str, Any]) -> dict[str, Any]:
-        import tracemalloc
-
         limit = _int_arg(req, "limit", 20, 1, MAX_LIMIT)
         t = time.perf_counter()
         snap = self._snapshot()
         stats = snap.statistics("lineno")
         if req.get("baseline") is True:
             self.baseline = snap
-        current, peak = tracemalloc.get_traced_memory()
         return {
-            "traced_bytes": current,
-            "peak_bytes": peak,
-            "overhead_bytes": tracemalloc.get_tracemalloc_memory(),
-            "frames": tracemalloc.get_traceback_limit(),
+            **_traced_memory(),
             "sites": [_site(s.traceback, s.size, s.count, None, None) for s in stats[:limit]],
             "total_sites": len(stats),
             "cost_s": time.perf_counter() - t,
         }
 
     def cmd_tm_diff(self, req: dict[str, Any]) -> dict[str, Any]:
-        import tracemalloc
-
         limit = _int_arg(req, "limit", 20, 1, MAX_LIMIT)
         if self.baseline is None:
             raise ValueError("no baseline: send tm.snapshot with baseline=true first")
@@ -455,12 +447,8 @@ class Agent:
         snap = self._snapshot()
         diff = snap.compare_to(self.baseline, "lineno")
         diff.sort(key=lambda s: (-s.size_diff, -s.count_diff))
-        current, peak = tracemalloc.get_traced_memory()
         return {
-            "traced_bytes": current,
-            "peak_bytes": peak,
-            "overhead_bytes": tracemalloc.get_tracemalloc_memory(),
-            "frames": tracemalloc.get_traceback_limit(),
+            **_traced_memory(),
             "sites": [_site(s.traceback, s.size, s.count, s.size_diff, s.count_diff) for s in diff[:limit]],
             "cost_s": time.perf_counter() - t,
         }
@@ -474,6 +462,18 @@ class Agent:
         "tm.stop": cmd_tm_stop,
         "tm.snapshot": cmd_tm_snapshot,
         "tm.diff": cmd_tm_diff,
+    }
+
+
+def _traced_memory() -> dict[str, int]:
+    import tracemalloc
+
+    current, peak = tracemalloc.get_traced_memory()
+    return {
+        "traced_bytes": current,
+        "peak_bytes": peak,
+        "overhead_bytes": tracemalloc.get_tracemalloc_memory(),
+        "frames": tracemalloc.get_traceback_limit(),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -45,7 +46,8 @@ class Pipeline:
         self.specs = specs
         self.filters = filters
         self.opts = opts
-        self.out = out if out is not None else sys.stdout.buffer
+        # stdout closed (`>&-`): nothing to show, but counters, --summary on stderr and --otlp still work.
+        self.out = out if out is not None else sys.stdout.buffer if sys.stdout is not None else open(os.devnull, "wb")
         self.err = err or _stderr_line
         self.exporter = exporter
         self.counters = Counters()
@@ -268,8 +270,6 @@ class Pipeline:
 
 
 def _silence_stdout() -> None:
-    import os
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -305,6 +305,11 @@ def pid_sources(pid: int, proc_root: str = "/proc") -> PidSources:
     fd_dir = os.path.join(proc_root, str(pid), "fd")
     if not os.path.isdir(os.path.join(proc_root, str(pid))):
         raise TargetNotFound(f"process {pid} not found", "list processes with `obskit ps`", pid=pid)
+    from obskit.proc import ProcFS
+
+    fs = ProcFS(proc_root)
+    if fs.is_zombie(pid):
+        raise fs.zombie_error(pid)
     try:
         fds = sorted(os.listdir(fd_dir), key=lambda n: int(n) if n.isdigit() else 1 << 30)
     except PermissionError:
@@ -378,7 +383,11 @@ def _cri_files(proc_root: str, pid: int, have: list[SourceSpec]) -> list[SourceS
 
 
 def check_stdin_usable(specs: list[SourceSpec]) -> None:
-    if any(s.path is None for s in specs) and sys.stdin is not None and sys.stdin.isatty():
+    if not any(s.path is None for s in specs):
+        return
+    if sys.stdin is None:
+        raise InputError("'-' reads stdin, but stdin is closed", "pipe logs in: kubectl logs -f deploy/api | obskit logs -f")
+    if sys.stdin.isatty():
         raise UsageError("'-' reads stdin, but stdin is a terminal", "pipe logs in: kubectl logs -f deploy/api | obskit logs -f")
 
 

@@ -81,6 +81,8 @@ def tree(fs: ProcFS, pid: int, subprocesses: bool) -> dict[int, str]:
 
 def snapshot(pid: int, *, subprocesses: bool = False, proc_root: str = "/proc", detail: bool = True) -> MemReport:
     fs = ProcFS(proc_root)
+    if fs.is_zombie(pid):
+        raise fs.zombie_error(pid)
     roles = tree(fs, pid, subprocesses)
     procs = [read_process(fs, pid, role=roles[pid], detail=detail)]
     procs += [pm for pm in (_read(fs, p, role, detail) for p, role in roles.items() if p != pid) if pm is not None]

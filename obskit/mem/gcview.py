@@ -18,11 +18,12 @@ def collect(client: AgentClient, *, duration: float | None = None) -> GCSummary:
     first = client.request("gc")
     if not duration:
         return summarize(client.pid, hello, first)
+    client.wait(duration)
     try:
-        time.sleep(duration)
-    except KeyboardInterrupt:
-        pass  # summarise the part of the window that passed
-    now = client.request("gc")
+        now = client.request("gc")
+    except TargetExited:
+        _note(f"process {client.pid} exited during the window: the numbers are since the agent started")
+        return summarize(client.pid, hello, first)
     # Window maxima come from the ring of recent collections (the cumulative maxima are lifetime ones).
     events = events_from(client.request("events", since=int(first["seq"])))
     complete = bool(events) and events[0].seq == int(first["seq"]) + 1 and events[-1].seq >= int(now["seq"])

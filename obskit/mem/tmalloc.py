@@ -10,7 +10,6 @@ or ``--keep`` is given.  A snapshot walks every traced block while holding the G
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +62,7 @@ def run(client: AgentClient, *, mode: str, interval: float, frames: int, limit: 
         if mode == "diff":
             client.request("tm.snapshot", limit=1, baseline=True)
         if mode == "diff" or not was_tracing:
-            _sleep(interval)
+            client.wait(interval)  # Ctrl-C: the snapshot of what was traced so far
         reply = client.request("tm.diff" if mode == "diff" else "tm.snapshot", limit=limit)
     finally:
         left = keep or was_tracing
@@ -96,9 +95,3 @@ def run(client: AgentClient, *, mode: str, interval: float, frames: int, limit: 
 def stop(client: AgentClient) -> bool:
     return bool(client.request("tm.stop").get("was_tracing"))
 
-
-def _sleep(seconds: float) -> None:
-    try:
-        time.sleep(seconds)
-    except KeyboardInterrupt:
-        pass  # take the snapshot of what was traced so far

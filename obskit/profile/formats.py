@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -78,7 +79,22 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> int:
     A reader (or a Ctrl-C) never sees a half-written file: either the old file or the
     whole new one exists.
     """
-    target = Path(path)
+    try:
+        st = os.stat(path)  # follows symlinks
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise InputError(f"cannot write {path}: it is a directory", "give a file name")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        # A FIFO, a device, /dev/stdout: renaming over it would replace the node itself.
+        try:
+            with open(path, "wb") as out:
+                out.write(data)
+        except OSError as e:
+            raise InputError(f"cannot write {path}: {e.strerror or e}", "choose another -o path") from None
+        return len(data)
+    # Through a symlink: replace the file it points to, not the link.
+    target = Path(os.path.realpath(path)) if st is not None else Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)

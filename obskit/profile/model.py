@@ -316,8 +316,7 @@ class Profile:
             raise InputError(f"profile schema {data['schema']!r} is newer than this obskit reads ({SCHEMA})",
                              "upgrade obskit")
         try:
-            meta_fields = set(Metadata.__dataclass_fields__)
-            meta = Metadata(**{k: v for k, v in data.get("metadata", {}).items() if k in meta_fields})
+            meta = _metadata_from(data.get("metadata"))
             prof = cls(metadata=meta)
             prof.frames = [Frame(str(n), str(f), int(ln)) for n, f, ln in data.get("frames", [])]
             prof.processes = [ProcessMeta(**p) for p in data.get("processes", [])]
@@ -327,14 +326,45 @@ class Profile:
                 idx = tuple(int(i) for i in frames)
                 if any(i < 0 or i >= nframes for i in idx):
                     raise ValueError("frame index out of range")
+                if int(count) < 0:
+                    raise ValueError("negative sample count")
                 prof.samples.append(Sample(int(pid), int(tid), idx, int(count)))
-        except (TypeError, ValueError, KeyError) as e:
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise InputError(f"malformed obskit profile: {e}", "the file may be truncated") from None
         prof._reindex()
         return prof
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")), encoding="utf-8")
+
+
+def _metadata_from(raw: Any) -> Metadata:
+    """Metadata of a loaded file: a field of the wrong type keeps its default (it is only shown, never trusted)."""
+    if raw is None:
+        return Metadata()
+    if not isinstance(raw, dict):
+        raise ValueError("metadata is not an object")
+    kept: dict[str, Any] = {}
+    for name, f in Metadata.__dataclass_fields__.items():
+        v = raw.get(name)
+        kind = str(f.type)
+        if v is None:
+            ok = "None" in kind
+        elif kind.startswith("list[dict"):
+            ok = isinstance(v, list) and all(isinstance(x, dict) for x in v)
+        elif kind.startswith("list[str"):
+            ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
+        elif kind.startswith("bool"):
+            ok = isinstance(v, bool)
+        elif kind.startswith("int"):
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif kind.startswith("float"):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        else:
+            ok = isinstance(v, str)
+        if name in raw and ok:
+            kept[name] = v
+    return Metadata(**kept)
 
 
 # -- folded stacks (py-spy raw, flamegraph.pl, inferno) ---------------------------

@@ -25,7 +25,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from obskit import pyspy
 from obskit.errors import ObskitError, TargetExited, Unavailable
@@ -143,16 +146,9 @@ class _Segment:
         self.mode = mode
         self.path = path
         cmd = [pyspy.binary(), "record", "-f", "raw", "--threads", "-r", str(int(rate)), "--pid", str(pid), "-o", path]
-        if subprocesses:
-            cmd.append("--subprocesses")
-        if idle:
-            cmd.append("--idle")
-        if gil:
-            cmd.append("--gil")
-        if native:
-            cmd.append("--native")
-        if mode == "nonblocking":
-            cmd.append("--nonblocking")
+        flags = {"--subprocesses": subprocesses, "--idle": idle, "--gil": gil, "--native": native,
+                 "--nonblocking": mode == "nonblocking"}
+        cmd += [flag for flag, on in flags.items() if on]
         self.lines: list[str] = []
         self.started = threading.Event()
         self.t_start = 0.0
@@ -671,29 +667,35 @@ class Recording:
     accounting: Accounting
 
 
+class SamplerOptions(TypedDict, total=False):
+    """Keyword arguments of :class:`LiveSampler` that :func:`record` passes on."""
+
+    subprocesses: bool
+    rate: float | None
+    blocking: bool | None
+    max_overhead: float
+    idle: bool
+    gil: bool
+    native: bool
+    proc_root: str
+    on_warning: Callable[[str], None] | None
+
+
 def record(
     pid: int,
     *,
     duration: float | None,
-    subprocesses: bool = False,
-    rate: float | None = None,
-    blocking: bool | None = None,
-    max_overhead: float = safety.DEFAULT_MAX_OVERHEAD,
-    idle: bool = False,
-    gil: bool = False,
-    native: bool = False,
-    proc_root: str = "/proc",
-    on_warning: Callable[[str], None] | None = None,
     on_started: Callable[[LiveSampler], None] | None = None,
     stop_event: threading.Event | None = None,
+    **options: Unpack[SamplerOptions],
 ) -> Recording:
     """Record until ``duration`` (wall clock), ``stop_event`` (Ctrl-C/SIGTERM) or the target exiting."""
     from obskit.selftrace import span
 
     stop = stop_event or threading.Event()
+    subprocesses = bool(options.get("subprocesses"))
     with span("obskit.profile.record", pid=pid, duration=duration or 0, subprocesses=subprocesses) as sp:
-        sampler = LiveSampler(pid, subprocesses=subprocesses, rate=rate, blocking=blocking, max_overhead=max_overhead,
-                              idle=idle, gil=gil, native=native, proc_root=proc_root, on_warning=on_warning)
+        sampler = LiveSampler(pid, **options)
         sampler.start()
         if on_started is not None:
             on_started(sampler)
