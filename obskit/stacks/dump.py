@@ -136,11 +136,22 @@ _SYSCALLS = {
 
 
 def thread_syscall(fs: ProcFS, pid: int, tid: int, machine: str | None = None) -> str | None:
-    """The system call thread ``tid`` is blocked in ("futex"), "running", or None when unknown."""
-    try:
-        text = fs.path(pid, "task", str(tid), "syscall").read_text().split()
-    except OSError:
-        return None
+    """The system call thread ``tid`` is blocked in ("futex"), "running", or None when unknown.
+
+    A thread just let go by the sampler's stop is briefly "running" on its way back into the
+    system call it was blocked in, so "running" is read again a few times before it is believed.
+    """
+    path = fs.path(pid, "task", str(tid), "syscall")
+    text: list[str] = []
+    for attempt in range(4):
+        try:
+            text = path.read_text().split()
+        except OSError:
+            return None
+        if not text or text[0] != "running":
+            break
+        if attempt < 3:
+            time.sleep(0.003)
     if not text:
         return None
     if text[0] == "running":
