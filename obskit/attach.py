@@ -63,14 +63,6 @@ def permission_problem(pid: int, *, proc_root: str = "/proc", sys_root: str = "/
     return err
 
 
-def ptrace_problem(pid: int, fs: ProcFS, *, self_pid: str = "self") -> str | None:
-    """Why ptrace of ``pid`` would be refused (one line), or None when nothing stands in the way."""
-    from obskit.doctor import PERMISSION_CHECKS, DoctorContext, first_failure
-
-    result = first_failure(DoctorContext(pid=pid, proc_root=str(fs.root), self_pid=self_pid), PERMISSION_CHECKS)
-    return None if result is None else result.message
-
-
 def _at_least(version: str, want: tuple[int, int]) -> bool:
     try:
         major, minor = (int(x) for x in version.split(".")[:2])

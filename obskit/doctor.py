@@ -382,9 +382,6 @@ def check_kubernetes(ctx: DoctorContext) -> CheckResult:
     )
 
 
-ATTACH_CHECKS: list[Callable[[DoctorContext], CheckResult]] = [
-    check_target_visible, check_python, check_uid, check_yama, check_seccomp, check_root_visible,
-]
 PERMISSION_CHECKS: list[Callable[[DoctorContext], CheckResult]] = [check_uid, check_yama, check_seccomp, check_root_visible]
 ALL_CHECKS: list[Callable[[DoctorContext], CheckResult]] = [
     check_sampler, check_target_visible, check_root_visible, check_python, check_uid, check_cap, check_yama,
@@ -413,12 +410,6 @@ def first_failure(ctx: DoctorContext, checks: list[Callable[[DoctorContext], Che
         if result.status == "fail":
             return result
     return None
-
-
-def attach_problem(pid: int, *, proc_root: str = "/proc", sys_root: str = "/") -> ObskitError | None:
-    """The first attach check that fails for ``pid``, as the error to raise, or None."""
-    result = first_failure(DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root), ATTACH_CHECKS)
-    return None if result is None else result.to_error(pid)
 
 
 def seccomp_suspect(proc_root: str = "/proc") -> CheckResult | None:
