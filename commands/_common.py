@@ -42,9 +42,10 @@ def require_pid(pid: int | None) -> int:
     return pid
 
 
-def not_nan(value: float, option: str, command: str) -> None:
-    """Refuse NaN seconds: NaN passes typer's min/max range check."""
-    if value != value:
-        from obskit.errors import UsageError
+def finite(value: Optional[float]) -> Optional[float]:
+    """Option callback: NaN and infinity pass click's range checks (every comparison with NaN is false)."""
+    import math
 
-        raise UsageError(f"{option} must be a number of seconds, not nan", f"see `obskit {command} --help`")
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOpt
-from .mem import finite
+from ._common import JsonOpt, finite
 
 
 def register(app: typer.Typer) -> None:

@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, emit
-from .mem import finite, require_pid
+from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, finite, require_pid
 
 
 def register(app: typer.Typer) -> None:

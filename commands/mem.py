@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, require_pid
 
 FAIL_ON = ("growing", "leak-suspected")
 
@@ -31,23 +31,6 @@ def parse_duration(text: str) -> float:
     if not 0 < value < float("inf"):
         raise UsageError(f"duration must be positive and finite, got {text!r}", "e.g. --watch 60s")
     return value
-
-
-def finite(value: Optional[float]) -> Optional[float]:
-    """Option callback: NaN and infinity pass click's range checks (every comparison with NaN is false)."""
-    import math
-
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"{value} is not a finite number")
-    return value
-
-
-def require_pid(pid: Optional[int]) -> int:
-    from obskit.errors import UsageError
-
-    if pid is None:
-        raise UsageError("--pid is required", "find it with `obskit ps`")
-    return pid
 
 
 def register(app: typer.Typer) -> None:

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit
-from .mem import finite
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite
 
 if TYPE_CHECKING:
     import subprocess

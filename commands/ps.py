@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, not_nan
+from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, finite
 
 if TYPE_CHECKING:
     from obskit.stacks.ps import PsReport
@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         show_all: Annotated[bool, typer.Option("--all", "-a", help="Include processes that do not run Python.")] = False,
         pid: PidOpt = None,
         interval: Annotated[
-            float, typer.Option("--interval", "-i", min=0.0, max=60.0, help="Seconds over which CPU % is measured (0: skip).")
+            float, typer.Option("--interval", "-i", min=0.0, max=60.0, callback=finite, help="Seconds over which CPU % is measured (0: skip).")
         ] = 0.3,
         as_json: JsonOpt = False,
         proc_root: ProcRootOpt = "/proc",
@@ -33,8 +33,6 @@ def register(app: typer.Typer) -> None:
         from obskit.errors import Interrupted, TargetNotFound, TargetNotPython
         from obskit.selftrace import span
         from obskit.stacks.ps import collect
-
-        not_nan(interval, "--interval", "ps")
 
         with span("obskit.ps", all=show_all) as s:
             try:

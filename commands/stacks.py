@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, not_nan, require_pid
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, require_pid
 
 if TYPE_CHECKING:
     from obskit.stacks.dump import StacksReport
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--watch", "-w", min=1, max=1000, help="Take COUNT dumps to find stuck threads and thread growth.")
         ] = 1,
         interval: Annotated[
-            float, typer.Option("--interval", "-i", min=0.05, max=3600, help="Seconds between --watch dumps.")
+            float, typer.Option("--interval", "-i", min=0.05, max=3600, callback=finite, help="Seconds between --watch dumps.")
         ] = 1.0,
         as_json: JsonOpt = False,
         proc_root: ProcRootOpt = "/proc",
@@ -43,7 +43,6 @@ def register(app: typer.Typer) -> None:
         from obskit.stacks.dump import collect
 
         pid = require_pid(pid)
-        not_nan(interval, "--interval", "stacks")
         preflight(pid, proc_root=proc_root)
         progress = None
         if watch > 1 and not as_json:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, not_nan, require_pid
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, require_pid
 
 if TYPE_CHECKING:
     from obskit.stacks.top import TopFunction, TopSession, TopWindow
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         subprocesses: SubprocessesOpt = False,
         once: Annotated[bool, typer.Option("--once", help="Sample one window of -d seconds, print it and exit.")] = False,
         duration: Annotated[
-            float, typer.Option("--duration", "-d", min=0, max=86400, help="Window for --once (default 2 s); otherwise stop after this long (default: until q).")
+            float, typer.Option("--duration", "-d", min=0, max=86400, callback=finite, help="Window for --once (default 2 s); otherwise stop after this long (default: until q).")
         ] = 0.0,
         limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="Functions to show.")] = 25,
         as_json: JsonOpt = False,
@@ -37,7 +37,6 @@ def register(app: typer.Typer) -> None:
         from obskit.stacks.top import TopSession
 
         pid = require_pid(pid)
-        not_nan(duration, "--duration", "top")
         if as_json and not once:
             raise UsageError("--json needs --once", "use `obskit top --pid PID --once -d 5 --json`")
         facts = preflight(pid, proc_root=proc_root)
