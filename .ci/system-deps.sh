@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# System packages the tests use as real peers and consumers: `go tool pprof` reads obskit's
-# pprof output, jq is the baseline of the logs benchmark. Best effort: tests that need a
-# missing tool skip with the reason.
+# System packages the tests use as real peers and consumers:
+#   golang-go        `go tool pprof` reads obskit's pprof output (profile, serve)
+#   jq               consumer of --json and the baseline of the logs benchmark
+#   chromium(-driver) the HTML pages are loaded in a real headless browser
+#   prometheus       scrapes `obskit serve` in its tests
+#   gdb              injects the agent into a running process (`gc --inject`)
+#   docker.io, debootstrap  the snapshot end-to-end test runs real containers
+# Installs what is missing (as root, with apt-get).  Under CI=true a consumer that could not be
+# installed fails the run in tests/conftest.py; elsewhere the tests that need it skip and the
+# summary lists them.
 set -u
+declare -A cmd=(
+    [golang-go]=go [jq]=jq [chromium]=chromium [chromium-driver]=chromedriver
+    [prometheus]=prometheus [gdb]=gdb [docker.io]=dockerd [debootstrap]=debootstrap
+)
 need=()
-command -v go >/dev/null 2>&1 || need+=(golang-go)
-command -v jq >/dev/null 2>&1 || need+=(jq)
+for pkg in "${!cmd[@]}"; do
+    command -v "${cmd[$pkg]}" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

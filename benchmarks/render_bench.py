@@ -18,9 +18,10 @@ import sys
 import tempfile
 import time
 
-from obskit.profile.formats import FORMATS, load_profile, render, write_bytes_atomic
+from obskit.profile.formats import FORMATS, load_profile, render
 from obskit.profile.html import render_diff_html, render_html
 from obskit.profile.model import Frame, Profile
+from obskit.safefile import write_bytes
 
 
 def synthetic(samples: int = 1_000_000, stacks: int = 50_000, seed: int = 7) -> Profile:
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 data = render(prof, fmt)
                 best = min(best, time.perf_counter() - t)
             path = os.path.join(tmp, "p." + {"speedscope": "speedscope.json", "pprof": "pb.gz"}.get(fmt, fmt))
-            write_bytes_atomic(path, data)
+            write_bytes(path, data)
             load = ""
             if fmt != "html":
                 t = time.perf_counter()

@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
         """
         if ctx.invoked_subcommand is not None:
             return
-        from obskit.errors import FindingsError, InputError, UsageError
+        from obskit.errors import FindingsError, UsageError
         from obskit.mem.collect import VERDICT_ORDER, python_memory, snapshot
         from obskit.mem.collect import watch as do_watch
         from obskit.mem.render import render_mem
@@ -106,11 +106,9 @@ def register(app: typer.Typer) -> None:
                 report.python = python_memory(pid, proc_root=proc_root, types=types)
             if output is not None:
                 from obskit.mem.html import render_html
+                from obskit.safefile import write_bytes
 
-                try:
-                    output.write_text(render_html(report), encoding="utf-8")
-                except OSError as e:
-                    raise InputError(f"cannot write {output}: {e.strerror}", "check the directory exists and is writable") from None
+                write_bytes(output, render_html(report).encode("utf-8"))
                 if not as_json:
                     info(f"wrote {output}")
             emit(report, as_json, render_mem)

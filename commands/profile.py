@@ -113,7 +113,8 @@ def register(app: typer.Typer) -> None:
         from obskit.errors import UsageError
         from obskit.profile.console import DiffReport, OutputFile, print_diff
         from obskit.profile.diff import diff_profiles
-        from obskit.profile.formats import load_profile, write_bytes_atomic
+        from obskit.profile.formats import load_profile
+        from obskit.safefile import write_bytes
         from obskit.selftrace import span
 
         if output and not output.lower().endswith((".html", ".htm")):
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
                 from obskit.profile.html import render_diff_html
 
                 written.append(OutputFile(output, "html", _write_checked(output, lambda: render_diff_html(pb, pn),
-                                                                        write_bytes_atomic)))
+                                                                        write_bytes)))
         emit(DiffReport(d, written), as_json, lambda r: print_diff(r, top=top))
 
     app.add_typer(sub)

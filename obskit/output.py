@@ -70,11 +70,32 @@ def emit_json(obj: Any, file: IO[str] | None = None, *, indent: int | None = 2) 
 _consoles: dict[str, Console] = {}
 
 
+def _console_class() -> type[Console]:
+    """A rich Console whose every printed segment goes through :func:`obskit.inert.inert`.
+
+    This is the choke point for target-controlled text (function, thread, span names, argv,
+    agent replies): whatever a renderer forgot, an escape sequence inside a segment's text is
+    shown as ``\\x1b`` and does nothing.  rich's own styling and cursor control travel outside
+    segment text (styles, control segments) and are untouched.
+    """
+    from rich.console import Console
+    from rich.segment import Segment
+
+    from obskit.inert import inert
+
+    class InertConsole(Console):
+        def _render_buffer(self, buffer: Any) -> str:
+            safe = (seg if seg.control else Segment(inert(seg.text, multiline=True), seg.style) for seg in buffer)
+            return super()._render_buffer(safe)
+
+    return InertConsole
+
+
 def console(stderr: bool = False) -> Console:
     """The shared rich console (stdout for results, stderr for progress and warnings)."""
     key = "err" if stderr else "out"
     if key not in _consoles:
-        from rich.console import Console
+        Console = _console_class()
 
         kwargs: dict[str, Any] = {"stderr": stderr, "highlight": False}
         width = os.environ.get("OBSKIT_WIDTH", "")

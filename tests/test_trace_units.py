@@ -14,6 +14,7 @@ from obskit.errors import InputError, UsageError
 from obskit.otel import config, propagation, sampling, spans
 from obskit.otel.propagation import SpanContext, parse_traceparent
 from obskit.otel.spool import Spool
+from obskit.redact import redact_argv
 
 TID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SID = "00f067aa0ba902b7"
@@ -312,7 +313,7 @@ def test_spool_is_private_bounded_and_claimed_once(tmp_path: Path, monkeypatch: 
     ],
 )
 def test_command_args_are_redacted(argv: list[str], expected: list[str]) -> None:
-    assert spans.redact_args(argv) == expected
+    assert redact_argv(argv) == expected
 
 
 def test_show_reads_other_producers_files(tmp_path: Path) -> None:

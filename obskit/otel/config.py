@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 from obskit.errors import UsageError
 from obskit.otel import sampling
+from obskit.redact import redact_header_value
 
 PROTOCOLS = ("http/protobuf", "http/json", "grpc")
 DEFAULT_BUDGET_S = 1.0
@@ -50,7 +51,7 @@ class TraceConfig:
         return self.endpoint or f"file:{self.output}"
 
     def redacted_headers(self) -> dict[str, str]:
-        return {k: redact(v) for k, v in self.headers.items()}
+        return {k: redact_header_value(v) for k, v in self.headers.items()}
 
     def summary(self) -> dict[str, Any]:
         """The configuration in effect, safe to print (header values redacted)."""
@@ -68,15 +69,6 @@ class TraceConfig:
             "sdk_disabled": self.sdk_disabled,
             "warnings": self.warnings,
         }
-
-
-def redact(value: str) -> str:
-    """Keep at most the first 4 characters of a header value (bearer tokens, API keys)."""
-    v = value.strip()
-    if v.lower().startswith(("bearer ", "basic ")):
-        scheme, _, rest = v.partition(" ")
-        return f"{scheme} {rest[:4]}…" if len(rest) > 4 else f"{scheme} ***"
-    return f"{v[:4]}…" if len(v) > 8 else "***"
 
 
 def parse_kv_list(text: str | None, what: str, warnings: list[str]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from obskit.otel.exec import ChildResult
 from obskit.otel.model import KINDS, SpanEvent, SpanRecord
 from obskit.otel.propagation import SpanContext, new_span_id, new_trace_id, parse_traceparent
 from obskit.otel.spool import Spool
+from obskit.redact import redact_argv
 
 
 def parse_attrs(items: list[str] | None) -> dict[str, Any]:
@@ -114,41 +115,11 @@ def context_of(s: SpanRecord) -> SpanContext:
     return SpanContext(s.trace_id, s.span_id, s.flags, s.tracestate)
 
 
-_SECRET_WORD = r"(?:pass(?:word|wd)?|secret|token|api[-_]?key|access[-_]?key|auth(?:orization)?|credentials?|pwd)"
-_SECRET_FLAG = re.compile(rf"^--?[\w-]*{_SECRET_WORD}[\w-]*$", re.IGNORECASE)
-_SECRET_ASSIGN = re.compile(rf"^(-{{0,2}}[\w.-]*{_SECRET_WORD}[\w.-]*[=:])(.+)$", re.IGNORECASE)
-_SECRET_HEADER = re.compile(r"^((?:proxy-)?authorization|x-api-key|cookie)\s*:\s*(.+)$", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(://[^/:@\s]+:)[^@/\s]+@")
-REDACTED = "***"
-
-
-def redact_args(argv: list[str]) -> list[str]:
-    """Command arguments safe to export: values of password/token/key flags, auth headers and
-    URL passwords are replaced (the child itself gets the real arguments)."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append(REDACTED)
-            hide_next = False
-            continue
-        if _SECRET_FLAG.match(arg):
-            out.append(arg)
-            hide_next = True
-            continue
-        m = _SECRET_HEADER.match(arg) or _SECRET_ASSIGN.match(arg)
-        if m:
-            out.append(f"{m.group(1)}: {REDACTED}" if m.re is _SECRET_HEADER else m.group(1) + REDACTED)
-            continue
-        out.append(_URL_USERINFO.sub(rf"\1{REDACTED}@", arg))
-    return out
-
-
 def finish_exec(span: SpanRecord, child: ChildResult) -> SpanRecord:
     """Fill in the exec span from the child's outcome (semantic-convention attributes)."""
     span.start_ns = child.start_ns or span.start_ns
     span.end_ns = child.end_ns or time.time_ns()
-    argv = redact_args(child.argv)
+    argv = redact_argv(child.argv)
     span.attributes.setdefault("process.command", argv[0] if argv else "")
     span.attributes.setdefault("process.command_args", argv)
     span.attributes.setdefault("process.executable.name", os.path.basename(argv[0]) if argv else "")

@@ -8,16 +8,14 @@ others', sampled and evented), py-spy raw / folded stacks and pprof.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
-import stat
-import tempfile
 from pathlib import Path
 
 from obskit.errors import InputError, ObskitError, UsageError
 from obskit.profile.model import Profile, parse_collapsed, to_collapsed
+from obskit.safefile import write_bytes
 
 FORMATS = ("html", "speedscope", "collapsed", "pprof", "json")
 
@@ -73,62 +71,9 @@ def render(profile: Profile, fmt: str) -> bytes:
     raise UsageError(f"unknown profile format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> int:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
-
-    A reader (or a Ctrl-C) never sees a half-written file: either the old file or the
-    whole new one exists.
-    """
-    try:
-        st = os.stat(path)  # follows symlinks
-    except OSError:
-        st = None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise InputError(f"cannot write {path}: it is a directory", "give a file name")
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        # A FIFO, a device, /dev/stdout: renaming over it would replace the node itself.
-        try:
-            with open(path, "wb") as out:
-                out.write(data)
-        except OSError as e:
-            raise InputError(f"cannot write {path}: {e.strerror or e}", "choose another -o path") from None
-        return len(data)
-    # Through a symlink: replace the file it points to, not the link.
-    target = Path(os.path.realpath(path)) if st is not None else Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    except FileNotFoundError:
-        raise InputError(f"cannot write {path}: directory {directory} does not exist",
-                         "create it or choose another -o path") from None
-    except PermissionError:
-        raise InputError(f"cannot write {path}: permission denied", "choose a writable -o path") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        # mkstemp creates 0600; a profile is a normal user file.
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, IsADirectoryError):
-            raise InputError(f"cannot write {path}: it is a directory", "give a file name") from None
-        if isinstance(e, OSError):
-            raise InputError(f"cannot write {path}: {e.strerror or e}", "choose another -o path") from None
-        raise
-    return len(data)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_profile(profile: Profile, path: str, fmt: str | None = None) -> int:
     """Write ``profile`` to ``path`` in ``fmt`` (default: from the name); returns bytes written."""
-    return write_bytes_atomic(path, render(profile, format_for_path(path, fmt)))
+    return write_bytes(path, render(profile, format_for_path(path, fmt)))
 
 
 def detect_format(data: bytes) -> str:

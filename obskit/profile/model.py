@@ -335,7 +335,9 @@ class Profile:
         return prof
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")), encoding="utf-8")
+        from obskit.safefile import write_bytes
+
+        write_bytes(path, json.dumps(self.to_dict(), separators=(",", ":")).encode("utf-8"))
 
 
 def _metadata_from(raw: Any) -> Metadata:
