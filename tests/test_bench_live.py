@@ -65,10 +65,11 @@ def test_forty_percent_slower_is_regressed(targets: tuple[str, str], tmp_path: P
     assert art["rounds"] == doc["rounds"] and (tmp_path / "art" / "summary.md").read_text() in md
 
 
-def test_identical_commands_are_not_regressed(targets: tuple[str, str]) -> None:
+def test_identical_commands_are_not_regressed(targets: tuple[str, str], tmp_path: Path) -> None:
     hot, _ = targets
     cmd = f"env HOT_SLOW=0 {PY} {hot}"
-    r = run_obskit("bench", "compare", "--base", cmd, "--head", cmd, *FAST, "--json", env={"HOT_N": "300000"},
+    r = run_obskit("bench", "compare", "--base", cmd, "--head", cmd, *FAST, "--json", "--artifacts",
+                   str(tmp_path / "art"), env={"HOT_N": "300000"},
                    timeout=170)
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -79,7 +80,7 @@ def test_identical_commands_are_not_regressed(targets: tuple[str, str]) -> None:
 def test_memory_growth_is_regressed_rusage(targets: tuple[str, str]) -> None:
     _, mem = targets
     r = run_obskit("bench", "compare", "--base", f"env MEM_GROW=0 {PY} {mem}", "--head",
-                   f"env MEM_GROW=50 {PY} {mem}", *FAST, "--method", "rusage", "--no-calibrate", "--json",
+                   f"env MEM_GROW=50 {PY} {mem}", *FAST, "--method", "rusage", "--no-calibrate", "--no-profile", "--json",
                    env={"MEM_MB": "30"}, timeout=170)
     assert r.exit_code == 3, r.stderr
     doc = json.loads(r.stdout)
@@ -93,7 +94,7 @@ def test_memory_growth_is_regressed_rusage(targets: tuple[str, str]) -> None:
 def test_memory_growth_is_regressed_cgroup(targets: tuple[str, str]) -> None:
     _, mem = targets
     r = run_obskit("bench", "compare", "--base", f"env MEM_GROW=0 {PY} {mem}", "--head",
-                   f"env MEM_GROW=50 {PY} {mem}", *FAST, "--method", "cgroup", "--json", env={"MEM_MB": "30"},
+                   f"env MEM_GROW=50 {PY} {mem}", *FAST, "--method", "cgroup", "--no-profile", "--json", env={"MEM_MB": "30"},
                    timeout=170)
     if r.exit_code == 10:
         pytest.skip(f"no writable cgroup v1 here: {r.stderr.strip()}")
@@ -137,7 +138,7 @@ def test_command_metrics_regex_and_json_lines(tmp_path: Path) -> None:
     script = tmp_path / "m.py"
     script.write_text(METRIC_SCRIPT)
     r = run_obskit("bench", "compare", "--base", f"env DROP=0 {PY} {script}", "--head", f"env DROP=30 {PY} {script}",
-                   *FAST, "--metric", "rps=throughput: ([0-9.]+):higher", "--json-metrics", "--json")
+                   *FAST, "--metric", "rps=throughput: ([0-9.]+):higher", "--json-metrics", "--no-profile", "--json")
     assert r.exit_code == 3, r.stderr
     m = _metrics(json.loads(r.stdout))
     assert m["rps"]["verdict"] == "regressed" and m["rps"]["higher_is_better"] and m["rps"]["ratio"] < 0.8
@@ -145,7 +146,7 @@ def test_command_metrics_regex_and_json_lines(tmp_path: Path) -> None:
     assert m["latency_ms"]["verdict"] == "regressed" and not m["latency_ms"]["higher_is_better"]
     # without --json-metrics the JSON lines are not read
     r = run_obskit("bench", "compare", "--base", f"{PY} {script}", "--head", f"{PY} {script}", *FAST,
-                   "--metric", "rps=throughput: ([0-9.]+):higher", "--json")
+                   "--metric", "rps=throughput: ([0-9.]+):higher", "--no-profile", "--json")
     assert set(_metrics(json.loads(r.stdout))) == {"wall", "cpu", "rss", "rps"}
     # a regex that never matches is an input error naming the metric
     r = run_obskit("bench", "compare", "--base", f"{PY} {script}", "--head", f"{PY} {script}", *FAST,
