@@ -119,62 +119,80 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="5 A/A and 3 power comparisons")
     ap.add_argument("--aa", type=int, default=20)
     ap.add_argument("--power", type=int, default=10)
+    ap.add_argument("--sections", default="detection,aa,power,mem",
+                    help="which parts to run (comma-separated: detection, aa, power, mem)")
     ap.add_argument("--burner", action="store_true", help="add a CPU burner (0.25 s on / 0.35 s off) beside every "
                     "comparison, for a quiet machine")
     args = ap.parse_args()
     if args.quick:
         args.aa, args.power = 5, 3
     py = f"{sys.executable} -I -S"
-    with tempfile.TemporaryDirectory(prefix="obskit-bench-gate-") as d, (burner() if args.burner else contextlib.nullcontext()):
+    sections = set(args.sections.split(","))
+    fp, hits, mhits = 0, args.power, args.power
+    with tempfile.TemporaryDirectory(prefix="obskit-bench-gate-") as d, \
+            (burner() if args.burner else contextlib.nullcontext()):
         hot, mem = write_targets(d)
         with open("/proc/loadavg") as f:
             load = " ".join(f.read().split()[:3])
         print(f"machine: {os.cpu_count()} CPUs, load {load} at the start"
               + (", a CPU burner (0.25 s on / 0.35 s off) beside every comparison" if args.burner else ""))
-        print("\nDetection (hot function made N % slower; default settings: --threshold 5% --runs 10 "
-              "--max-runs 60 --max-time 5m)")
-        print(f"{'slowdown':>9} {'runs':>5} {'verdict':>13} {'which':>10} {'cpu ratio [CI]':>24} {'wall time':>9}")
-        for slow in (2, 5, 10, 20):
-            doc, wall, _ = compare(f"env HOT_SLOW=0 {py} {hot}", f"env HOT_SLOW={slow} {py} {hot}", "--no-profile", cwd=d)
-            cpu = next(m for m in doc["benchmarks"][0]["metrics"] if m["metric"] == "cpu")
-            ci = f"{cpu['ratio']:.3f} [{cpu['ci_low']:.3f}, {cpu['ci_high']:.3f}]"
-            print(f"{slow:>8}% {doc['rounds']:>5} {verdict(doc):>13} {which(doc, verdict(doc)):>10} {ci:>24} "
-                  f"{wall:>8.1f}s", flush=True)
+        if "detection" in sections:
+            print("\nDetection (hot function made N % slower; default settings: --threshold 5% --runs 10 "
+                  "--max-runs 60 --max-time 5m)")
+            print(f"{'slowdown':>9} {'runs':>5} {'verdict':>13} {'which':>12} {'cpu ratio [CI]':>24} "
+                  f"{'wall time':>9}")
+            for slow in (2, 5, 10, 20):
+                doc, wall, _ = compare(f"env HOT_SLOW=0 {py} {hot}", f"env HOT_SLOW={slow} {py} {hot}",
+                                       "--no-profile", cwd=d)
+                cpu = next(m for m in doc["benchmarks"][0]["metrics"] if m["metric"] == "cpu")
+                ci = f"{cpu['ratio']:.3f} [{cpu['ci_low']:.3f}, {cpu['ci_high']:.3f}]"
+                print(f"{slow:>8}% {doc['rounds']:>5} {verdict(doc):>13} {which(doc, verdict(doc)):>12} {ci:>24} "
+                      f"{wall:>8.1f}s", flush=True)
 
-        print(f"\nFalse positives: {args.aa} A/A comparisons (the same command on both sides)")
-        fp, tally, aa_wall, aa_runs = 0, {}, 0.0, 0
-        for _ in range(args.aa):
-            doc, wall, rc = compare(f"env HOT_SLOW=0 {py} {hot}", f"env HOT_SLOW=0 {py} {hot}", cwd=d)
-            v = verdict(doc)
-            tally[v] = tally.get(v, 0) + 1
-            fp += v == "regressed"
-            aa_wall += wall
-            aa_runs += doc["rounds"]
-            assert (rc == 3) == (v == "regressed")
-        print(f"  verdicts: {tally}; regressed {fp}/{args.aa} (goal <= 1); "
-              f"mean {aa_runs / args.aa:.1f} runs, {aa_wall / args.aa:.1f}s each")
+        if "aa" in sections:
+            print(f"\nFalse positives: {args.aa} A/A comparisons (the same command on both sides)")
+            tally: dict[str, int] = {}
+            aa_wall, aa_runs = 0.0, 0
+            for _ in range(args.aa):
+                doc, wall, rc = compare(f"env HOT_SLOW=0 {py} {hot}", f"env HOT_SLOW=0 {py} {hot}", cwd=d)
+                v = verdict(doc)
+                tally[v] = tally.get(v, 0) + 1
+                fp += v == "regressed"
+                aa_wall += wall
+                aa_runs += doc["rounds"]
+                assert (rc == 3) == (v == "regressed")
+                print(f"  {v:>13} after {doc['rounds']:>2} runs ({wall:.0f}s)", flush=True)
+            print(f"  verdicts: {tally}; regressed {fp}/{args.aa} (goal <= 1); "
+                  f"mean {aa_runs / args.aa:.1f} runs, {aa_wall / args.aa:.1f}s each")
 
-        print(f"\nPower: {args.power} comparisons of a 10 % slower hot function (with where-the-time-went)")
-        hits, first, p_wall, p_runs = 0, 0, 0.0, 0
-        for _ in range(args.power):
-            doc, wall, _ = compare(f"env HOT_SLOW=0 {py} {hot}", f"env HOT_SLOW=10 {py} {hot}", cwd=d)
-            hits += verdict(doc) == "regressed"
-            grown = (doc.get("where") or {}).get("grown") or []
-            first += bool(grown) and grown[0]["name"] == "hot"
-            p_wall += wall
-            p_runs += doc["rounds"]
-        print(f"  regressed {hits}/{args.power} (goal >= {max(1, args.power - 1)}); slowed function named first "
-              f"{first}/{args.power}; mean {p_runs / args.power:.1f} runs, {p_wall / args.power:.1f}s each")
+        if "power" in sections:
+            print(f"\nPower: {args.power} comparisons of a 10 % slower hot function (with where-the-time-went)")
+            hits, first, p_wall, p_runs = 0, 0, 0.0, 0
+            for _ in range(args.power):
+                doc, wall, _ = compare(f"env HOT_SLOW=0 {py} {hot}", f"env HOT_SLOW=10 {py} {hot}", cwd=d)
+                hits += verdict(doc) == "regressed"
+                grown = (doc.get("where") or {}).get("grown") or []
+                first += bool(grown) and grown[0]["name"] == "hot"
+                p_wall += wall
+                p_runs += doc["rounds"]
+                print(f"  {verdict(doc):>13} after {doc['rounds']:>2} runs ({wall:.0f}s); first grown: "
+                      f"{grown[0]['name'] if grown else '-'}", flush=True)
+            print(f"  regressed {hits}/{args.power} (goal >= {max(1, args.power - 1)}); slowed function named "
+                  f"first {first}/{args.power}; mean {p_runs / args.power:.1f} runs, {p_wall / args.power:.1f}s each")
 
-        print(f"\nPower: {args.power} comparisons of 25 % more memory")
-        mhits, m_wall = 0, 0.0
-        for _ in range(args.power):
-            doc, wall, _ = compare(f"env MEM_GROW=0 {py} {mem}", f"env MEM_GROW=25 {py} {mem}", "--no-profile", cwd=d)
-            rss = next(m for m in doc["benchmarks"][0]["metrics"] if m["metric"] == "rss")
-            mhits += rss["verdict"] == "regressed"
-            m_wall += wall
-        print(f"  peak memory regressed {mhits}/{args.power} (goal >= {max(1, args.power - 1)}); "
-              f"{m_wall / args.power:.1f}s each; method {doc['settings']['method']}")
+        if "mem" in sections:
+            print(f"\nPower: {args.power} comparisons of 25 % more memory")
+            mhits, m_wall = 0, 0.0
+            method = "-"
+            for _ in range(args.power):
+                doc, wall, _ = compare(f"env MEM_GROW=0 {py} {mem}", f"env MEM_GROW=25 {py} {mem}", "--no-profile",
+                                       cwd=d)
+                rss = next(m for m in doc["benchmarks"][0]["metrics"] if m["metric"] == "rss")
+                mhits += rss["verdict"] == "regressed"
+                m_wall += wall
+                method = doc["settings"]["method"]
+            print(f"  peak memory regressed {mhits}/{args.power} (goal >= {max(1, args.power - 1)}); "
+                  f"{m_wall / args.power:.1f}s each; method {method}")
     ok = fp <= 1 and hits >= args.power - 1 and mhits >= args.power - 1
     print("\nresult:", "all goals met" if ok else "GOALS MISSED")
     return 0 if ok else 1
