@@ -55,9 +55,10 @@ def test_noise_floor_shrinks_with_runs_and_blocks_small_changes() -> None:
     # A change beyond the threshold but inside the floor is not called a regression.
     iv = stats.Interval(1.08, 1.06, 1.10, "test")
     assert stats.decide(iv, threshold=0.05, floor=None) == "regressed"
-    assert stats.decide(iv, threshold=0.05, floor=0.07) == "inconclusive"
-    assert stats.decide(iv, threshold=0.05, floor=0.12) == "unchanged"  # within the noise
+    assert stats.decide(iv, threshold=0.05, floor=0.07) == "unchanged"  # within tolerance + noise
+    assert stats.decide(stats.Interval(1.1, 1.06, 1.15, "t"), threshold=0.05, floor=0.07) == "inconclusive"
     assert stats.decide(stats.Interval(1.0, 0.98, 1.03, "t"), threshold=0.05, floor=0.02) == "unchanged"
+    assert stats.decide(stats.Interval(1.0, 0.9, 1.11, "t"), threshold=0.05, floor=0.02) == "inconclusive"
     assert stats.decide(stats.Interval(0.8, 0.75, 0.85, "t"), threshold=0.05, floor=0.02) == "improved"
 
 

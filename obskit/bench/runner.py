@@ -34,7 +34,7 @@ from obskit.errors import InputError
 ORDERS_3 = (("base", "head", "calib"), ("head", "calib", "base"), ("calib", "base", "head"),
             ("calib", "head", "base"), ("head", "base", "calib"), ("base", "calib", "head"))
 ORDERS_2 = (("base", "head"), ("head", "base"))
-MIN_ROUNDS = 3
+MIN_ROUNDS = 6  # the fewest pairs with a signed-rank interval at 95 %
 
 
 class CommandFailed(InputError):
@@ -253,6 +253,7 @@ def compare_commands(base: SideSpec, head: SideSpec, plan: RunPlan, machine: Mac
                 if name != "calib":
                     one(name, -1, pos)
         target = max(MIN_ROUNDS, min(plan.runs, plan.max_runs))
+        plan.max_runs = max(plan.max_runs, MIN_ROUNDS)
         rnd = 0
         round_time = 0.0
         while True:

@@ -16,9 +16,10 @@ samples always gets the same verdict; docs/bench.md explains the choices.
   base) interval at the same number of runs (``floor_from_aa``); with no A/A runs, from the
   two halves of the base samples, scaled to the full number of runs (``floor_from_split``).
   A regression's whole interval must clear it: identical commands would wander that far.
-- **Verdict**: with ``margin = max(threshold, floor)``, *regressed* when the whole interval is
-  worse than ``1 + margin``, *improved* when it is wholly better than ``1 / (1 + margin)``,
-  *unchanged* when it lies wholly within the two, *inconclusive* when it straddles an edge.
+- **Verdict**: *regressed* when the whole interval is worse than ``1 + max(threshold, floor)``,
+  *improved* when it is wholly better than ``1 / (1 + max(threshold, floor))``, *unchanged*
+  when it lies wholly within ``1 ± (threshold + floor)`` (what tolerance and noise together
+  explain), *inconclusive* otherwise.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 BOOTSTRAP = 2000
 LARGE = 400  # samples per side above which the order-statistic interval replaces the bootstrap
-MIN_SAMPLES = 3  # per side, for any interval
+MIN_SAMPLES = 3  # per side, for any interval (paired: 6 pairs for the signed-rank interval)
 SEED = 0x0B5C17
 
 REGRESSED, IMPROVED, UNCHANGED, INCONCLUSIVE = "regressed", "improved", "unchanged", "inconclusive"
@@ -168,18 +169,19 @@ def floor_from_split(base: Sequence[float], *, confidence: float = 0.95, paired:
 
 def decide(iv: Interval, *, threshold: float, floor: float | None, higher_is_better: bool = False) -> str:
     """regressed / improved / unchanged / inconclusive for one interval (see the module doc)."""
-    margin = max(threshold, floor or 0.0)
-    upper, lower = 1.0 + margin, 1.0 / (1.0 + margin)
+    noise = floor or 0.0
+    margin = max(threshold, noise)  # a change must clear both to count
+    tolerance = threshold + noise  # an interval within this is explained by noise and tolerance
     if iv.lo is None or iv.hi is None:
         return INCONCLUSIVE
     lo, hi = iv.lo, iv.hi
     if higher_is_better:  # a lower value is worse: flip the interval into "cost" terms
         lo, hi = (1.0 / hi if hi > 0 else math.inf), (1.0 / lo if lo > 0 else math.inf)
-    if lo > upper:
+    if lo > 1.0 + margin:
         return REGRESSED
-    if hi < lower:
+    if hi < 1.0 / (1.0 + margin):
         return IMPROVED
-    if lo >= lower and hi <= upper:
+    if lo >= 1.0 / (1.0 + tolerance) and hi <= 1.0 + tolerance:
         return UNCHANGED
     return INCONCLUSIVE
 
