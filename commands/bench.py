@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -211,7 +213,8 @@ def _compare_commands(base: str, head: str, cwd_base: str | None, cwd_head: str 
             bs = SideSpec("base", base_argv, cwd_base)
             hs = SideSpec("head", head_argv, cwd_head)
         try:
-            res = compare_commands(bs, hs, plan, collect(), progress=info)
+            with _interrupt_on_term():
+                res = compare_commands(bs, hs, plan, collect(), progress=info)
         except CommandFailed as e:
             import sys
 
@@ -224,6 +227,25 @@ def _compare_commands(base: str, head: str, cwd_base: str | None, cwd_head: str 
         if where and "regressed" in (timing.get("wall"), timing.get("cpu")):
             _where(res, bs, hs, artifacts or "bench-artifacts", profile_runs)
     return res
+
+
+@contextlib.contextmanager
+def _interrupt_on_term() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the rounds like Ctrl-C: the verdicts of the rounds done are still written."""
+    import signal
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(OSError, ValueError):  # ValueError: not the main thread
+            old[sig] = signal.signal(sig, _raise)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _where(res: BenchResult, base: SideSpec, head: SideSpec, directory: str, runs: int) -> None:

@@ -213,3 +213,26 @@ def test_base_ref_worktree(tmp_path: Path) -> None:
     assert len(out.strip().splitlines()) == 1, out
     r = run_obskit("bench", "compare", "--base-ref", "no-such-ref", "--head", "true", cwd=str(repo))
     assert r.exit_code == 2 and "fetch-depth" in r.stderr, r
+
+
+def test_sigterm_still_reports_the_rounds_done(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from conftest import obskit_process
+
+    marker = tmp_path / "started"
+    cmd = f"{PY} -c \"import time, pathlib; pathlib.Path('{marker}').touch(); time.sleep(0.05)\""
+    with obskit_process("bench", "compare", "--base", cmd, "--head", cmd, "--runs", "1000", "--max-runs", "1000",
+                        "--warmup", "0", "--json", "--artifacts", str(tmp_path / "art")) as proc:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["stop_reason"] == "interrupted" and doc["runs"], doc["stop_reason"]
+    assert "interrupted" in " ".join(doc["warnings"])
+    assert json.loads((tmp_path / "art" / "result.json").read_text())["stop_reason"] == "interrupted"

@@ -156,6 +156,31 @@ def _tail(f: object, limit: int) -> str:
     return f.read(limit).decode("utf-8", "replace")
 
 
+def _wait_exit(pid: int, timeout: float | None) -> bool:
+    """Block until ``pid`` exits (True) or ``timeout`` passes (False), without reaping it."""
+    if timeout is None:
+        return True  # wait4 blocks
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        deadline = time.monotonic() + timeout  # no pidfd: poll /proc (kernels before 5.3)
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    if f.read(512).rsplit(b")", 1)[-1].split()[:1] == [b"Z"]:
+                        return True
+            except OSError:
+                return True
+            time.sleep(0.005)
+        return False
+    try:
+        import select
+
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
 def run_once(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None,
              method: str = "rusage", timeout: float | None = None, cgroup_root: str = CGROUP_ROOT,
              keep_stdout: bool = False) -> Measurement:
@@ -172,19 +197,18 @@ def run_once(argv: list[str], *, cwd: str | None = None, env: dict[str, str] | N
                 return Measurement(0.0, None, None, 127, stderr_tail=f"{argv[0]}: command not found")
             except PermissionError:
                 return Measurement(0.0, None, None, 126, stderr_tail=f"{argv[0]}: permission denied")
-            timed_out = False
-            deadline = None if timeout is None else t0 + timeout
-            while True:
-                wpid, status, ru = os.wait4(proc.pid, os.WNOHANG if deadline else 0)
-                if wpid:
-                    break
-                if deadline is not None and time.perf_counter() > deadline:
-                    timed_out = True
+            try:
+                timed_out = not _wait_exit(proc.pid, timeout)
+                if timed_out:
                     with contextlib.suppress(OSError):
                         os.kill(proc.pid, signal.SIGKILL)
-                    wpid, status, ru = os.wait4(proc.pid, 0)
-                    break
-                time.sleep(0.002)
+                _, status, ru = os.wait4(proc.pid, 0)
+            except BaseException:  # Ctrl-C, SIGTERM: the command does not outlive the comparison
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    os.wait4(proc.pid, 0)
+                raise
             wall = time.perf_counter() - t0
             proc.returncode = os.waitstatus_to_exitcode(status)
             if cg is not None:
