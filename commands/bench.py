@@ -297,8 +297,22 @@ def _where(res: BenchResult, base: SideSpec, head: SideSpec, directory: str, run
     if min(report.base_samples, report.head_samples) < MIN_SAMPLES:
         return
     d = diff_profiles(merged["base"], merged["head"])
-    report.grown = [WhereFunction(f.name, f.file, f.line, f.base_self_share, f.new_self_share, f.delta)
-                    for f in d.grown(5)]
+    # Shares alone cannot show a function that was already most of the run growing (95 % -> 96 %):
+    # each share is scaled by the side's measured median time, and functions rank by the time they
+    # gained per run.
+    metric = "cpu" if all(r.cpu is not None for r in res.runs) else "wall"
+    medians = {}
+    for side in ("base", "head"):
+        vals = [float(getattr(r, metric)) for r in res.runs if r.side == side and r.round >= 0]
+        medians[side] = stats.median(vals) if vals else 0.0
+    report.time_metric = metric
+    ranked = []
+    for f in d.functions:
+        bt, ht = f.base_self_share * medians["base"], f.new_self_share * medians["head"]
+        ranked.append(WhereFunction(f.name, f.file, f.line, f.base_self_share, f.new_self_share, f.delta,
+                                    bt, ht, ht - bt))
+    ranked.sort(key=lambda w: -(w.time_delta or 0.0))
+    report.grown = [w for w in ranked if (w.time_delta or 0.0) > 0][:5]
     try:
         os.makedirs(directory, exist_ok=True)
         outputs = ((os.path.join(directory, "diff.html"), lambda: render_diff_html(merged["base"], merged["head"])),

@@ -65,6 +65,9 @@ class WhereFunction:
     base_share: float  # self share of samples in base
     head_share: float
     delta: float  # head_share - base_share
+    base_time: Optional[float] = None  # seconds a run: share x the side's median CPU (or wall) time
+    head_time: Optional[float] = None
+    time_delta: Optional[float] = None  # head_time - base_time: what ranks the functions
 
 
 @dataclass
@@ -75,6 +78,7 @@ class WhereReport:
     rate: int
     base_samples: int
     head_samples: int
+    time_metric: str = "cpu"  # the measured median each side's shares are scaled by
     grown: list[WhereFunction] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

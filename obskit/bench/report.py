@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from obskit.bench.model import BenchResult, MetricVerdict
+from obskit.bench.model import BenchResult, MetricVerdict, WhereFunction
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -109,19 +109,31 @@ def _where_table(r: BenchResult) -> RenderableType:
 
     w = r.where
     assert w is not None
-    t = Table(title=f"Where the time went ({w.runs_per_side} profiled runs a side at {w.rate} Hz; "
-                    f"{w.base_samples} base / {w.head_samples} head samples)", title_justify="left")
-    for col, just in (("function", "left"), ("file:line", "left"), ("base", "right"), ("head", "right"),
-                      ("grew", "right")):
+    t = Table(title=f"Where the time went ({w.runs_per_side} profiled runs a side at {w.rate} Hz, "
+                    f"{w.base_samples}/{w.head_samples} samples; shares scaled by the median {w.time_metric} time)",
+              title_justify="left")
+    for col, just in (("function", "left"), ("file:line", "left"), ("share base → head", "right"),
+                      (f"{w.time_metric} a run", "right"), ("grew", "right")):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for f in w.grown:
-        t.add_row(inert(f.name), inert(f"{f.file}:{f.line}"), f"{f.base_share * 100:.1f}%",
-                  f"{f.head_share * 100:.1f}%", f"{f.delta * 100:+.1f}pp")
+        t.add_row(inert(f.name), inert(f"{f.file}:{f.line}"), _shares(f), _times(f), _grew(f))
     parts: list[Any] = [t] if w.grown else []
     parts.extend(Text(inert(n), style="yellow") for n in w.notes)
     if w.files:
         parts.append(Text("written: " + ", ".join(inert(p) for p in w.files), style="dim"))
     return Group(*parts)
+
+
+def _shares(f: WhereFunction) -> str:
+    return f"{f.base_share * 100:.1f}% → {f.head_share * 100:.1f}%"
+
+
+def _times(f: WhereFunction) -> str:
+    return f"{fmt_value(f.base_time, 's')} → {fmt_value(f.head_time, 's')}"
+
+
+def _grew(f: WhereFunction) -> str:
+    return "+" + fmt_value(f.time_delta, "s") if f.time_delta is not None else f"{f.delta * 100:+.1f}pp"
 
 
 def _md(text: str) -> str:
@@ -159,9 +171,10 @@ def markdown(r: BenchResult) -> str:
         w = r.where
         lines.extend(["", f"#### Where the time went ({w.runs_per_side} profiled runs a side at {w.rate} Hz)", ""])
         if w.grown:
-            lines.extend(["| function | file:line | base | head | grew |", "|---|---|---:|---:|---:|"])
-            lines.extend(f"| `{_md(f.name)}` | {_md(f'{f.file}:{f.line}')} | {f.base_share * 100:.1f}% | "
-                         f"{f.head_share * 100:.1f}% | {f.delta * 100:+.1f}pp |" for f in w.grown)
+            lines.extend([f"| function | file:line | share base → head | {w.time_metric} a run | grew |",
+                          "|---|---|---:|---:|---:|"])
+            lines.extend(f"| `{_md(f.name)}` | {_md(f'{f.file}:{f.line}')} | {_shares(f)} | {_times(f)} | "
+                         f"{_grew(f)} |" for f in w.grown)
         lines.extend(f"\n> {_md(n)}" for n in w.notes)
         if w.files:
             lines.append("\nDifferential flame graph and profiles: " + ", ".join(f"`{_md(p)}`" for p in w.files))
