@@ -119,6 +119,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="5 A/A and 3 power comparisons")
     ap.add_argument("--aa", type=int, default=20)
     ap.add_argument("--power", type=int, default=10)
+    ap.add_argument("--aa-hot-n", type=int, default=300000,
+                    help="HOT_N of the A/A command (shorter runs: start-up noise weighs more, and it is faster)")
     ap.add_argument("--sections", default="detection,aa,power,mem",
                     help="which parts to run (comma-separated: detection, aa, power, mem)")
     ap.add_argument("--burner", action="store_true", help="add a CPU burner (0.25 s on / 0.35 s off) beside every "
@@ -150,11 +152,12 @@ def main() -> int:
                       f"{wall:>8.1f}s", flush=True)
 
         if "aa" in sections:
-            print(f"\nFalse positives: {args.aa} A/A comparisons (the same command on both sides)")
+            print(f"\nFalse positives: {args.aa} A/A comparisons (the same command on both sides, HOT_N={args.aa_hot_n})")
             tally: dict[str, int] = {}
             aa_wall, aa_runs = 0.0, 0
             for _ in range(args.aa):
-                doc, wall, rc = compare(f"env HOT_SLOW=0 {py} {hot}", f"env HOT_SLOW=0 {py} {hot}", cwd=d)
+                aa = f"env HOT_SLOW=0 HOT_N={args.aa_hot_n} {py} {hot}"
+                doc, wall, rc = compare(aa, aa, cwd=d)
                 v = verdict(doc)
                 tally[v] = tally.get(v, 0) + 1
                 fp += v == "regressed"
