@@ -189,7 +189,10 @@ def verdict_for(spec: MetricSpec, base: list[float], head: list[float], calib: l
 def _fail(side: SideSpec, m: Measurement, what: str) -> CommandFailed:
     from obskit.inert import inert
 
-    tail = inert(m.stderr_tail.strip()[-600:], multiline=True)
+    text = m.stderr_tail.strip()
+    if len(text) > 1500:  # keep whole lines only
+        text = text[-1500:].partition("\n")[2]
+    tail = inert(text, multiline=True)
     last = tail.splitlines()[-1] if tail else ""
     msg = f"the {side.name} command {what}"
     if last:
