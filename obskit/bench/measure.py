@@ -63,10 +63,29 @@ def cgroup_dirs(root: str = CGROUP_ROOT) -> tuple[str, str] | None:
     return cpu, mem
 
 
+def sweep_stale(dirs: tuple[str, str]) -> None:
+    """Remove the empty run cgroups of an obskit that was killed (SIGKILL) before it could."""
+    for d in dirs:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for name in names:
+            parts = name.split("-")
+            if len(parts) != 4 or parts[:2] != ["obskit", "bench"] or not parts[2].isdigit():
+                continue
+            if os.path.exists(f"/proc/{parts[2]}"):
+                continue  # its obskit is still running (or the PID was reused: left alone)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(d, name))  # fails, harmlessly, if processes are still inside
+
+
 def choose_method(requested: str = "auto", root: str = CGROUP_ROOT) -> str:
     if requested == "rusage":
         return "rusage"
-    if cgroup_dirs(root) is not None:
+    dirs = cgroup_dirs(root)
+    if dirs is not None:
+        sweep_stale(dirs)
         return "cgroup-v1"
     if requested == "cgroup":
         from obskit.errors import Unavailable
