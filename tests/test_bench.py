@@ -232,3 +232,18 @@ def test_usage_errors(tmp_path: Path) -> None:
         r = run_obskit(*args)
         assert r.exit_code == 2, (args, r)
         assert r.stderr.startswith("obskit: error:") and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+
+
+def test_stale_run_cgroups_are_swept(tmp_path: Path) -> None:
+    import os
+
+    from obskit.bench.measure import sweep_stale
+
+    cpu, mem = tmp_path / "cpuacct", tmp_path / "memory"
+    for d in (cpu, mem):
+        (d / "obskit-bench-999999999-3").mkdir(parents=True)  # its obskit is gone
+        (d / f"obskit-bench-{os.getpid()}-1").mkdir()  # a live obskit's
+        (d / "someone-else").mkdir()
+    sweep_stale((str(cpu), str(mem)))
+    for d in (cpu, mem):
+        assert sorted(p.name for p in d.iterdir()) == sorted([f"obskit-bench-{os.getpid()}-1", "someone-else"])

@@ -236,3 +236,28 @@ def test_sigterm_still_reports_the_rounds_done(tmp_path: Path) -> None:
     assert doc["stop_reason"] == "interrupted" and doc["runs"], doc["stop_reason"]
     assert "interrupted" in " ".join(doc["warnings"])
     assert json.loads((tmp_path / "art" / "result.json").read_text())["stop_reason"] == "interrupted"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroup v1 per run needs root")
+def test_cgroup_counts_the_unwaited_grandchild_rusage_does_not(tmp_path: Path) -> None:
+    from obskit.bench.measure import choose_method, run_once
+
+    if choose_method("auto") != "cgroup-v1":
+        pytest.skip("no writable cgroup v1 here")
+    # The command starts a child that does a fixed amount of work, waits until the child says it is
+    # done (a marker file), and exits without ever wait()ing for it.
+    child = "import pathlib, sys; sum(range(6 * 10**6)); pathlib.Path(sys.argv[1]).touch()"
+    parent = ("import pathlib, subprocess, sys, time\n"
+              "m = pathlib.Path(sys.argv[1]); m.unlink(missing_ok=True)\n"
+              f"subprocess.Popen([sys.executable, '-c', {child!r}, str(m)])\n"
+              "while not m.exists(): time.sleep(0.01)\n")
+    marker = str(tmp_path / "done")
+    argv = [sys.executable, "-c", parent, marker]
+    cg = run_once(argv, method="cgroup-v1", timeout=120)
+    ru = run_once(argv, method="rusage", timeout=120)
+    assert cg.exit_code == 0 and ru.exit_code == 0
+    assert cg.cpu is not None and ru.cpu is not None
+    alone = run_once([sys.executable, "-c", child, marker], method="rusage", timeout=120)
+    assert alone.cpu is not None
+    # the child's work is in the tree's total with a cgroup, and missing from rusage
+    assert cg.cpu > ru.cpu + 0.5 * alone.cpu, (cg.cpu, ru.cpu, alone.cpu)
