@@ -63,6 +63,13 @@ def test_forty_percent_slower_is_regressed(targets: tuple[str, str], tmp_path: P
     assert md.startswith("earlier step output\n") and "obskit bench: regressed" in md and "| cpu |" in md
     art = json.loads((tmp_path / "art" / "result.json").read_text())
     assert art["rounds"] == doc["rounds"] and (tmp_path / "art" / "summary.md").read_text() in md
+    # obskit's own saved result is a result file too: the same document on both sides compares its base
+    # runs with its head runs (unpaired now: a bootstrap interval of the ratio of medians)
+    saved = str(tmp_path / "art" / "result.json")
+    r = run_obskit("bench", "compare", saved, saved, "--json")
+    assert r.exit_code == 3, r.stderr
+    again = {m["metric"]: m for m in json.loads(r.stdout)["benchmarks"][0]["metrics"]}
+    assert again["cpu"]["verdict"] == "regressed" and again["cpu"]["n_base"] == doc["rounds"]
 
 
 def test_identical_commands_are_not_regressed(targets: tuple[str, str], tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 # The metrics obskit measures itself, with their unit; all are "lower is better".
 BUILTIN_METRICS: dict[str, str] = {"wall": "s", "cpu": "s", "rss": "bytes"}
@@ -152,18 +152,3 @@ class BenchResult:
                 return v
         return "unchanged"
 
-
-def from_dict(data: dict[str, Any]) -> BenchResult:
-    """A saved ``obskit.bench/1`` document back into dataclasses (for `bench compare A.json B.json`)."""
-    s = data.get("settings") or {}
-    settings = Settings(**{k: s.get(k) for k in Settings.__dataclass_fields__})  # type: ignore[arg-type]
-    machine = Machine(**{k: v for k, v in (data.get("machine") or {}).items() if k in Machine.__dataclass_fields__})
-    res = BenchResult(mode=str(data.get("mode", "")), settings=settings, machine=machine)
-    for r in data.get("runs") or []:
-        res.runs.append(Run(**{k: r.get(k) for k in Run.__dataclass_fields__ if k in r}))
-    for b in data.get("benchmarks") or []:
-        br = BenchmarkResult(str(b.get("name", "")), samples=dict(b.get("samples") or {}))
-        for m in b.get("metrics") or []:
-            br.metrics.append(MetricVerdict(**{k: m.get(k) for k in MetricVerdict.__dataclass_fields__}))
-        res.benchmarks.append(br)
-    return res
