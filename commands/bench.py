@@ -40,15 +40,15 @@ def register(app: typer.Typer) -> None:
                                                         "REF (each tree with its own venv).",
                                                         show_default=False)] = None,
         setup: Annotated[Optional[str], typer.Option("--setup", help="With --base-ref: run once in each tree "
-                                                     "first, e.g. 'pip install -e .'.", show_default=False)] = None,
-        runs: Annotated[int, typer.Option("--runs", "-n", min=3, max=10000, help="Runs of each side before the "
+                                                     "first, e.g. 'python -m pip install -e .'.", show_default=False)] = None,
+        runs: Annotated[int, typer.Option("--runs", "-n", min=6, max=10000, help="Runs of each side before the "
                                           "first verdict.")] = 10,
         warmup: Annotated[int, typer.Option("--warmup", min=0, max=100, help="Unmeasured runs of each side "
                                             "first.")] = 1,
         threshold: Annotated[str, typer.Option("--threshold", help="Smallest change that counts (percent).")] = "5%",
         confidence: Annotated[float, typer.Option("--confidence", min=50, max=99.9, help="Confidence of the "
                                                   "intervals, percent.")] = 95.0,
-        max_runs: Annotated[int, typer.Option("--max-runs", min=3, max=100000, help="Stop adding rounds at this "
+        max_runs: Annotated[int, typer.Option("--max-runs", min=6, max=100000, help="Stop adding rounds at this "
                                               "many runs a side.")] = 60,
         max_time: Annotated[str, typer.Option("--max-time", help="Stop adding rounds after this long "
                                               "(250ms, 30s, 5m).")] = "5m",
