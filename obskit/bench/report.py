@@ -20,6 +20,8 @@ def fmt_value(v: float | None, unit: str) -> str:
         return "-"
     if unit == "s":
         a = abs(v)
+        if a == 0:
+            return "0"
         if a < 1e-6:
             return f"{v * 1e9:.1f}ns"
         if a < 1e-3:
@@ -136,6 +138,13 @@ def _grew(f: WhereFunction) -> str:
     return "+" + fmt_value(f.time_delta, "s") if f.time_delta is not None else f"{f.delta * 100:+.1f}pp"
 
 
+def _md_code(text: str) -> str:
+    """Text for a `code span` in a table cell: entities are not decoded there, only | and ` matter."""
+    from obskit.inert import inert
+
+    return inert(text).replace("`", "'").replace("|", "\\|")
+
+
 def _md(text: str) -> str:
     from obskit.inert import inert
 
@@ -149,11 +158,11 @@ def markdown(r: BenchResult) -> str:
         for s in r.sides:
             if s.name == "calib":
                 continue
-            ref = f" at `{_md(s.ref)}` ({s.commit[:12]})" if s.ref else ""
-            lines.append(f"- **{s.name}**: `{_md(' '.join(s.argv))}`{ref}")
+            ref = f" at `{_md_code(s.ref)}` ({s.commit[:12]})" if s.ref else ""
+            lines.append(f"- **{s.name}**: `{_md_code(' '.join(s.argv))}`{ref}")
         lines.append("")
     elif r.inputs:
-        lines.extend([f"- **base**: `{_md(r.inputs[0])}`", f"- **head**: `{_md(r.inputs[1])}`", ""])
+        lines.extend([f"- **base**: `{_md_code(r.inputs[0])}`", f"- **head**: `{_md_code(r.inputs[1])}`", ""])
     multi = len(r.benchmarks) > 1 or r.mode == "files"
     head = (["benchmark"] if multi else []) + ["metric", "base", "head", "change", "ratio",
                                                f"{r.settings.confidence * 100:g}% interval", "noise floor", "runs",
@@ -173,11 +182,11 @@ def markdown(r: BenchResult) -> str:
         if w.grown:
             lines.extend([f"| function | file:line | share base → head | {w.time_metric} a run | grew |",
                           "|---|---|---:|---:|---:|"])
-            lines.extend(f"| `{_md(f.name)}` | {_md(f'{f.file}:{f.line}')} | {_shares(f)} | {_times(f)} | "
+            lines.extend(f"| `{_md_code(f.name)}` | {_md(f'{f.file}:{f.line}')} | {_shares(f)} | {_times(f)} | "
                          f"{_grew(f)} |" for f in w.grown)
         lines.extend(f"\n> {_md(n)}" for n in w.notes)
         if w.files:
-            lines.append("\nDifferential flame graph and profiles: " + ", ".join(f"`{_md(p)}`" for p in w.files))
+            lines.append("\nDifferential flame graph and profiles: " + ", ".join(f"`{_md_code(p)}`" for p in w.files))
     mc = r.machine
     mach = [x for x in (mc.cpu_model, f"{mc.cpus} CPUs" if mc.cpus else "",
                         "load " + " ".join(f"{x:.2f}" for x in mc.load) if mc.load else "",
