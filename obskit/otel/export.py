@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from obskit.errors import ObskitError
 from obskit.otel import encode, spool, transport
 from obskit.otel.config import TraceConfig
 from obskit.otel.model import ExportResult, SpanRecord
@@ -43,7 +44,7 @@ def _send_bounded(cfg: TraceConfig, payload: bytes, budget: float) -> str:
         # Ctrl-C while a collector hangs: give up on the send, keep the spans (spooled).
         return INTERRUPTED
     if not outcome:
-        return f"export timed out after {budget:g}s to {cfg.endpoint}"
+        return f"export timed out after {budget:g}s to {cfg.shown_endpoint}"
     return outcome[0]
 
 
@@ -51,7 +52,7 @@ _SPAN_FILE_START = re.compile(rb'\s*\{\s*"resourceSpans"')
 
 
 def write_file(path: str, payload: bytes, *, private_dir: bool = True) -> None:
-    """Append one OTLP/JSON line to ``path`` (rotated to ``path.1`` past the size cap)."""
+    """Append one OTLP/JSON line (from request bytes) to ``path`` (rotated past the size cap)."""
     line = (encode.bytes_to_json_line(payload) + "\n").encode()
     append_span_file(Path(path), line, private_dir=private_dir)
 
@@ -61,29 +62,87 @@ def append_span_file(p: Path, data: bytes, *, private_dir: bool = True) -> None:
 
     ``private_dir`` is for obskit's own state directory only: a user's ``--output`` must not
     get its directory chmod-ed, and an existing file that is not a span file is never
-    appended to or rotated (``--output /etc/passwd`` as root).
+    appended to or rotated (``--output /etc/passwd`` as root).  A user's ``--output`` goes
+    by :mod:`obskit.safefile`'s rules: no link or FIFO planted by another user, and a FIFO
+    or device is opened without blocking (a FIFO with no reader is an error, never a hang).
+    Raises OSError or :class:`~obskit.errors.ObskitError` with the reason.
     """
+    if private_dir:
+        _check_and_rotate(p, data)
+        spool.write_private(p, data, append=True)
+        return
+    from obskit import safefile
+
+    target, st = safefile.resolve(p)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        _append_in_place(target, st, data)
+        return
+    _check_and_rotate(target, data)
+    if not target.parent.exists():
+        target.parent.mkdir(parents=True, mode=0o700)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
-        st = p.stat()
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _check_and_rotate(p: Path, data: bytes) -> None:
+    try:
+        st = os.lstat(p)
     except OSError:
-        st = None
-    if st is not None and stat.S_ISREG(st.st_mode) and st.st_size:
+        return
+    if stat.S_ISREG(st.st_mode) and st.st_size:
         with open(p, "rb") as f:
             head = f.read(64)
         if not _SPAN_FILE_START.match(head):
             raise OSError(errno.EEXIST, "it exists and is not an OTLP/JSON span file; refusing to append")
         if data and st.st_size + len(data) > spool.SPANS_FILE_MAX_BYTES:
             os.replace(p, p.with_name(p.name + ".1"))  # keep one generation, stay bounded
-    if private_dir:
-        spool.write_private(p, data, append=True)
-        return
-    if not p.parent.exists():
-        p.parent.mkdir(parents=True, mode=0o700)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
+def _append_in_place(p: Path, st: os.stat_result, data: bytes) -> None:
+    """A FIFO or device (``-o /dev/stdout``, a named pipe): open without blocking."""
     try:
-        os.write(fd, data)
+        fd = os.open(p, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "it is a FIFO with no reader") from None
+        raise
+    try:
+        if not data:
+            return
+        if stat.S_ISFIFO(st.st_mode):
+            # A reader is there; a reader that stops reading must still not hold us forever.
+            _write_all(fd, data, deadline=time.monotonic() + 2.0)
+        else:
+            os.set_blocking(fd, True)
+            _write_all(fd, data)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
+    import select
+
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            n = 0
+        view = view[n:]
+        if view and n == 0:
+            left = (deadline - time.monotonic()) if deadline is not None else None
+            if left is not None and left <= 0:
+                raise OSError(errno.EAGAIN, "the reader of the FIFO stopped reading")
+            select.select([], [fd], [], left)
+
+
+def _file_error(cfg: TraceConfig, e: BaseException) -> str:
+    if isinstance(e, ObskitError):
+        return e.message
+    return f"cannot write {cfg.output}: {getattr(e, 'strerror', None) or e}"
 
 
 def own_file(cfg: TraceConfig) -> bool:
@@ -102,22 +161,24 @@ def deliver(cfg: TraceConfig, spans: list[SpanRecord], budget: float | None = No
     payload = encode.to_bytes(sampled, cfg.resource)
     if not cfg.endpoint:
         try:
-            write_file(cfg.output, payload, private_dir=own_file(cfg))
-            result.sent = len(sampled)
-        except OSError as e:
-            result.error = f"cannot write {cfg.output}: {e.strerror or e}"
-        result.seconds = time.monotonic() - started
-        return result
-    error = _send_bounded(cfg, payload, cfg.timeout_s if budget is None else budget)
-    store = spool.Spool(Path(cfg.state_dir))
+            line = (encode.to_json_line(sampled, cfg.resource) + "\n").encode()
+            append_span_file(Path(cfg.output), line, private_dir=own_file(cfg))
+            error = ""
+        except (OSError, ObskitError) as e:
+            error = _file_error(cfg, e)
+    else:
+        problem = cfg.endpoint_problem()
+        error = problem or _send_bounded(cfg, payload, cfg.timeout_s if budget is None else budget)
     if not error:
         result.sent = len(sampled)
     else:
+        # Not delivered: kept in the spool (nothing lost), `obskit trace flush` sends it later.
         result.error = error
+        store = spool.Spool(Path(cfg.state_dir))
         try:
             result.dropped = store.put(payload, len(sampled))
             result.spooled = len(sampled) - min(result.dropped, len(sampled))
-            store.record_error(cfg.endpoint, error, len(sampled))
+            store.record_error(cfg.destination, error, len(sampled))
         except OSError as e:
             result.dropped = len(sampled)
             result.error += f"; spool not writable: {e.strerror or e}"
@@ -144,13 +205,15 @@ def flush(cfg: TraceConfig, budget: float) -> ExportResult:
         result.spans += n
         left = deadline - time.monotonic()
         if cfg.endpoint:
-            error = _send_bounded(cfg, payload, left) if left > 0.02 else "flush budget used up"
+            error = cfg.endpoint_problem() or (
+                _send_bounded(cfg, payload, left) if left > 0.02 else "flush budget used up"
+            )
         else:
             try:
                 write_file(cfg.output, payload, private_dir=own_file(cfg))
                 error = ""
-            except OSError as e:
-                error = f"cannot write {cfg.output}: {e.strerror or e}"
+            except (OSError, ObskitError) as e:
+                error = _file_error(cfg, e)
         if error:
             store.release(claimed)
             result.spooled += n

@@ -145,7 +145,12 @@ class Spool:
     def record_error(self, destination: str, error: str, spans: int) -> None:
         path = ensure_dir(self.root) / "errors.jsonl"
         entries = self.errors()[-(ERRORS_KEPT - 1) :]
-        entries.append({"time": time.time(), "destination": destination, "error": error, "spans": spans})
+        from obskit.redact import redact_text
+
+        # What is stored is what `trace status` prints: no password or token from an endpoint.
+        entries.append(
+            {"time": time.time(), "destination": redact_text(destination), "error": redact_text(error), "spans": spans}
+        )
         write_atomic(path, "".join(json.dumps(e) + "\n" for e in entries).encode())
 
     def errors(self) -> list[dict[str, Any]]:
