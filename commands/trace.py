@@ -95,7 +95,7 @@ def _warn_config(cfg: Any) -> None:
 
 
 def _report(result: Any, as_json: bool) -> None:
-    from obskit.otel import notice
+    from obskit.otel.spans import notice
 
     if as_json:
         from obskit.output import emit_json
@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
 
     @trace_app.command(
         "exec",
-        context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+        context_settings={"allow_interspersed_args": False},
     )
     def exec_cmd(
         command: Annotated[
@@ -168,39 +168,13 @@ def register(app: typer.Typer) -> None:
         at most --export-timeout; what cannot be sent is spooled for `obskit trace flush`.
         {{traceparent}} in an argument is replaced by the span's traceparent.
         """
-        from obskit.otel import exec as child_exec
-        from obskit.otel import propagation, spans
+        from obskit.otel import spans
 
-        # Everything before the child is stdlib only: the child must not wait for OTel.
         cfg = _config(
             endpoint, protocol, header, export_timeout, service, output, sampler=sampler, sampler_arg=sampler_arg, warn=False
         )
-        span_kind = spans.check_kind(kind)
-        attributes = spans.parse_attrs(attr)
-        parent = propagation.from_env()
-        span = spans.new_span(cfg, name or command[0], parent, span_kind)
-        tp = spans.context_of(span).traceparent()
-        # Not recording (OTEL_SDK_DISABLED): the caller's context passes through untouched.
-        env = propagation.child_env(None if cfg.sdk_disabled else spans.context_of(span))
-        if not no_template:
-            command = [a.replace("{{traceparent}}", tp) for a in command]
-        child = child_exec.run(command, env)
-        if child.error:
-            import sys
-
-            sys.stderr.write(f"obskit: {child.error}\n")
-        span.attributes.update(attributes)
-        spans.finish_exec(span, child)
-        try:
-            from obskit.otel import export, notice
-
-            _warn_config(cfg)
-            notice(export.deliver(cfg, [span]))
-        except Exception as e:  # the command's exit code matters more than its span
-            import sys
-
-            sys.stderr.write(f"obskit: trace export failed: {type(e).__name__}: {e}\n")
-        raise typer.Exit(child.exit_code)
+        code = spans.run_traced(cfg, command, name=name, attrs=attr, kind=kind, template=not no_template)
+        raise typer.Exit(code)
 
     span_app = typer.Typer(
         name="span",

@@ -9,8 +9,6 @@ endpoint, spans go to a local OTLP-JSON file instead of the network.
 from __future__ import annotations
 
 import os
-import platform
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -163,9 +161,9 @@ def detect_resource(
         "process.parent_pid": os.getppid(),
         "process.executable.name": "obskit",
         "process.runtime.name": sys.implementation.name,
-        "process.runtime.version": platform.python_version(),
-        "host.name": socket.gethostname(),
-        "host.arch": platform.machine(),
+        "process.runtime.version": "{}.{}.{}".format(*sys.version_info[:3]),
+        "host.name": os.uname().nodename,
+        "host.arch": os.uname().machine,
         "os.type": sys.platform,
     }
     try:

@@ -1,19 +1,23 @@
-"""Creating spans: around a child command, one finished span, and spans a shell opens and closes."""
+"""Creating spans: around a child command, one finished span, and spans a shell opens and closes.
+
+What ``trace exec`` runs before its child is stdlib only and small (no rich, typer or
+protobuf): :func:`run_traced` is called both by the CLI and by the fast entry
+(:mod:`obskit.otel.fastexec`).
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import time
-from datetime import datetime
-from decimal import Decimal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from obskit.errors import InputError, UsageError
 from obskit.otel.config import TraceConfig
 from obskit.otel.exec import ChildResult
-from obskit.otel.model import KINDS, SpanEvent, SpanRecord
+from obskit.otel.model import KINDS, ExportResult, SpanEvent, SpanRecord
 from obskit.otel.propagation import SpanContext, new_span_id, new_trace_id, parse_traceparent
 from obskit.otel.spool import Spool
 from obskit.redact import redact_argv
@@ -47,12 +51,9 @@ def check_kind(kind: str) -> str:
     return k
 
 
-_REL = re.compile(r"^([+-]?\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d)$")
-_UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
-
-
 def parse_time(text: str, now_ns: int | None = None) -> int:
-    """Epoch seconds (or ns), RFC 3339, ``now``, or relative to now (``-5s``, ``-2m``) -> ns."""
+    """Epoch seconds (or ms, us, ns), RFC 3339, ``now``, or relative to now in the one
+    duration grammar (:mod:`obskit.durations`: ``-5s``, ``-2m``, ``+250ms``) -> ns."""
     ns = _parse_time(text, time.time_ns() if now_ns is None else now_ns)
     if not 0 <= ns < 2**63:  # OTLP times are unsigned 64-bit ns; collectors read them as int64
         raise InputError(
@@ -61,14 +62,24 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
     return ns
 
 
+_EPOCH = re.compile(r"\d+(\.\d+)?")
+_RELATIVE = re.compile(r"[+-]?\s*(\d+(\.\d*)?|\.\d+)\s*[a-zµ]+", re.IGNORECASE)
+
+
 def _parse_time(text: str, now_ns: int) -> int:
+    from decimal import Decimal
+
     t = text.strip()
     if t.lower() == "now":
         return now_ns
-    m = _REL.match(t)
-    if m:
-        return now_ns + int(Decimal(m.group(1)) * _UNITS[m.group(2)])
-    if re.fullmatch(r"\d+(\.\d+)?", t):
+    if _RELATIVE.fullmatch(t) or (t[:1] in "+-" and _EPOCH.fullmatch(t[1:].strip())):
+        from obskit.durations import parse_duration_ns
+
+        try:
+            return now_ns + parse_duration_ns(t, option="time", signed=True)
+        except UsageError as e:
+            raise InputError(e.message, "use epoch seconds, RFC 3339 (2026-01-02T03:04:05Z) or -5s") from None
+    if _EPOCH.fullmatch(t):
         value = Decimal(t)
         if value > 10**17:  # already nanoseconds
             return int(value)
@@ -77,6 +88,8 @@ def _parse_time(text: str, now_ns: int) -> int:
         if value > 10**11:  # milliseconds
             return int(value * 10**6)
         return int(value * 10**9)
+    from datetime import datetime
+
     iso = t.replace("Z", "+00:00").replace("z", "+00:00")
     frac_ns = 0
     frac = re.search(r"\.(\d+)", iso)
@@ -219,3 +232,59 @@ def open_span_for(store: Spool, ctx: SpanContext | None) -> SpanRecord | None:
 
 def state_path(cfg: TraceConfig) -> Path:
     return Path(cfg.state_dir)
+
+
+# --- trace exec --------------------------------------------------------------------------
+
+
+def run_traced(
+    cfg: TraceConfig,
+    command: Sequence[str],
+    *,
+    name: str | None = None,
+    attrs: list[str] | None = None,
+    kind: str = "internal",
+    template: bool = True,
+) -> int:
+    """Run ``command`` as a child inside a span, export the span, return the exit code.
+
+    Everything before the child is checked first (a bad option never runs it), the child
+    starts before any export code runs, and the export after it is bounded by the config's
+    timeout; what cannot be sent is spooled.  Stderr is written only after the child ends.
+    """
+    from obskit.otel import exec as child_exec
+    from obskit.otel import propagation
+
+    span_kind = check_kind(kind)
+    attributes = parse_attrs(attrs)
+    span = new_span(cfg, name or command[0], propagation.from_env(), span_kind)
+    tp = context_of(span).traceparent()
+    # Not recording (OTEL_SDK_DISABLED): the caller's context passes through untouched.
+    env = propagation.child_env(None if cfg.sdk_disabled else context_of(span))
+    argv = [a.replace("{{traceparent}}", tp) for a in command] if template else list(command)
+    child = child_exec.run(argv, env)
+    from obskit.output import warn
+
+    if child.error:
+        warn(child.error)
+    span.attributes.update(attributes)
+    finish_exec(span, child)
+    for w in cfg.warnings:
+        warn(w)
+    try:
+        from obskit.otel import export
+
+        notice(export.deliver(cfg, [span]))
+    except Exception as e:  # the command's exit code matters more than its span
+        warn(f"trace export failed: {type(e).__name__}: {e}")
+    return child.exit_code
+
+
+def notice(result: ExportResult) -> None:
+    """One stderr line when spans could not be delivered (they are spooled, not lost)."""
+    if not result.error:
+        return
+    from obskit.output import warn
+
+    what = f"{result.spooled} span(s) spooled, `obskit trace flush` sends them" if result.spooled else "spans dropped"
+    warn(f"trace: {result.error}; {what}")

@@ -1,7 +1,9 @@
 """Sending one encoded OTLP request to a collector within a hard deadline.
 
-OTLP/HTTP goes through ``http.client`` directly (a few milliseconds to import, where
-urllib costs tens), OTLP/gRPC through a raw unary call.  Proxies from the environment are
+OTLP/HTTP is one ``POST`` written on a socket here (an OTLP export needs the request and
+the response's status line, nothing else: ``Connection: close``, no redirects, no body
+kept), because ``http.client`` and ``urllib`` pull in the ``email`` package, ~10-30 ms that
+``trace exec`` would add to every wrapped command.  OTLP/gRPC is a raw unary call.  Proxies from the environment are
 not used: the collector is reached directly (it is usually a sidecar or a node agent, and a
 corporate proxy in ``HTTPS_PROXY`` must not see the spans).  Userinfo in the endpoint
 (``http://user:pass@host``) is sent as HTTP Basic authentication and never printed.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import base64
 import gzip
 import time
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from obskit.otlp.config import OtlpConfig
 
@@ -57,10 +59,13 @@ def send(cfg: OtlpConfig, payload: bytes, deadline: float, *, json_body: bytes |
 
 
 def _send_http(cfg: OtlpConfig, body: bytes, timeout: float) -> None:
-    import http.client
+    import socket
 
     shown = cfg.shown_endpoint
     url = urlsplit(cfg.endpoint)
+    secure = url.scheme.lower() == "https"
+    host = url.hostname or ""
+    port = url.port or (443 if secure else 80)
     headers = {"User-Agent": f"obskit-{cfg.signal}"}
     if url.username is not None or url.password is not None:
         cred = f"{unquote(url.username or '')}:{unquote(url.password or '')}".encode()
@@ -70,34 +75,66 @@ def _send_http(cfg: OtlpConfig, body: bytes, timeout: float) -> None:
     if cfg.compression == "gzip":
         body = gzip.compress(body, compresslevel=5)
         headers["Content-Encoding"] = "gzip"
-    host = url.hostname or ""
-    conn: http.client.HTTPConnection
-    if url.scheme.lower() == "https":
-        import ssl
-
-        ctx = ssl._create_unverified_context() if cfg.insecure else ssl.create_default_context()
-        conn = http.client.HTTPSConnection(host, url.port, timeout=max(timeout, 0.01), context=ctx)
-    else:
-        conn = http.client.HTTPConnection(host, url.port, timeout=max(timeout, 0.01))
-    path = url.path or "/"
-    if url.query:
-        path += "?" + url.query
+    path = quote(url.path or "/", safe="/%:@!$&'()*+,;=-._~") + (f"?{quote(url.query, safe='=&%+')}" if url.query else "")
+    host_header = f"[{host}]" if ":" in host else host
+    if url.port:
+        host_header += f":{url.port}"
+    head = f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    deadline = time.monotonic() + max(timeout, 0.01)
     try:
-        conn.request("POST", path, body=body, headers=headers)
-        resp = conn.getresponse()
-        resp.read(RESPONSE_MAX)
-        status, reason = resp.status, resp.reason
+        sock = socket.create_connection((host, port), timeout=max(timeout, 0.01))
     except ConnectionRefusedError as e:
         # Nothing listens there: retrying inside a 1 s budget only delays the command.
         raise ExportFailed(f"cannot reach {shown}: {e.strerror or e}", retryable=False) from None
-    except (OSError, http.client.HTTPException) as e:
-        reason_text = getattr(e, "strerror", None) or str(e) or type(e).__name__
-        raise ExportFailed(f"cannot reach {shown}: {reason_text}") from None
+    except OSError as e:
+        raise ExportFailed(f"cannot reach {shown}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        if secure:
+            import ssl
+
+            ctx = ssl.create_default_context()
+            if cfg.insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            sock = ctx.wrap_socket(sock, server_hostname=host)
+        sock.sendall(head.encode("latin-1", "replace") + body)
+        status_line = _read_status_line(sock, deadline)
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise ExportFailed(f"cannot reach {shown}: {reason}") from None
     finally:
-        conn.close()
+        sock.close()
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ExportFailed(f"not an HTTP answer from {shown}: {status_line[:60]!r}")
+    status, reason_phrase = int(parts[1]), (parts[2] if len(parts) > 2 else "")
     if status >= 300:
         retry = status in _RETRYABLE_HTTP or status >= 500
-        raise ExportFailed(f"HTTP {status} {reason} from {shown}", retryable=retry)
+        raise ExportFailed(f"HTTP {status} {reason_phrase} from {shown}".rstrip(), retryable=retry)
+
+
+def _read_status_line(sock: object, deadline: float) -> str:
+    """The first line of the response (bounded in size and time)."""
+    import socket
+
+    assert isinstance(sock, socket.socket)
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ValueError("timed out waiting for the answer")
+        sock.settimeout(left)
+        chunk = sock.recv(4096)
+        if not chunk:
+            if not data:
+                raise ValueError("the connection closed without an answer")
+            break
+        data += chunk
+        if len(data) > RESPONSE_MAX:
+            raise ValueError("answer too long")
+    return data.split(b"\n", 1)[0].decode("latin-1").strip()
 
 
 def _send_grpc(cfg: OtlpConfig, payload: bytes, timeout: float) -> None:
