@@ -11,6 +11,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -230,10 +231,6 @@ def open_span_for(store: Spool, ctx: SpanContext | None) -> SpanRecord | None:
     return load_open(store, ctx.traceparent())
 
 
-def state_path(cfg: TraceConfig) -> Path:
-    return Path(cfg.state_dir)
-
-
 # --- trace exec --------------------------------------------------------------------------
 
 
@@ -288,3 +285,134 @@ def notice(result: ExportResult) -> None:
 
     what = f"{result.spooled} span(s) spooled, `obskit trace flush` sends them" if result.spooled else "spans dropped"
     warn(f"trace: {result.error}; {what}")
+
+
+# --- the other `trace` commands: one function each, called by commands/trace.py ----------
+
+
+@dataclass
+class OpenedSpan:
+    """What `trace span start --json` prints: the span a script opened."""
+
+    SCHEMA = "obskit.trace.span/1"
+
+    traceparent: str
+    trace_id: str
+    span_id: str
+    sampled: bool
+    name: str
+
+
+def check_status(value: str) -> str:
+    v = value.strip().lower()
+    if v not in ("ok", "error", "unset"):
+        raise UsageError(f"unknown status {value!r}", "use ok, error or unset")
+    return v
+
+
+def end_with(record: SpanRecord, status: str, message: str, attrs: list[str] | None) -> None:
+    """--status, --message and --attr of a span being ended (`span --start` and `span end`)."""
+    record.status = check_status(status)
+    record.status_message = message if record.status == "error" else ""
+    record.attributes.update(parse_attrs(attrs))
+
+
+def deliver_one(cfg: TraceConfig, record: SpanRecord) -> ExportResult:
+    """Export one ended span; the result names it, traceparent included."""
+    from obskit.otel import export
+
+    result = export.deliver(cfg, [record])
+    result.trace_id, result.span_id = record.trace_id, record.span_id
+    result.traceparent = context_of(record).traceparent()
+    return result
+
+
+def record_finished(
+    cfg: TraceConfig,
+    name: str | None,
+    start: str | None,
+    end: str | None,
+    *,
+    status: str = "ok",
+    message: str = "",
+    attrs: list[str] | None = None,
+    kind: str = "internal",
+) -> ExportResult:
+    """`trace span --name N --start T [--end T]`: one finished span, exported."""
+    from obskit.otel import propagation
+
+    if not name or not start:
+        raise UsageError(
+            "`trace span` needs --name and --start (or a subcommand: start, end)",
+            "e.g. obskit trace span --name build --start -30s --end now",
+        )
+    record = new_span(cfg, name, propagation.from_env(), check_kind(kind))
+    record.start_ns = parse_time(start)
+    record.end_ns = parse_time(end or "now")
+    if record.end_ns < record.start_ns:
+        raise UsageError("--end is before --start", "swap them, or use relative times like --start -5s")
+    end_with(record, status, message, attrs)
+    return deliver_one(cfg, record)
+
+
+def start_open(cfg: TraceConfig, name: str, *, attrs: list[str] | None = None, kind: str = "internal") -> OpenedSpan:
+    """`trace span start`: a span kept open in the state directory until `span end`."""
+    from obskit.errors import Unavailable
+    from obskit.otel import propagation
+
+    record = new_span(cfg, name, propagation.from_env(), check_kind(kind))
+    record.attributes.update(parse_attrs(attrs))
+    try:
+        save_open(Spool(Path(cfg.state_dir)), record)
+    except OSError as e:
+        raise Unavailable(
+            f"cannot keep the open span in {cfg.state_dir}: {e}",
+            "set OBSKIT_TRACE_DIR to a writable directory of yours",
+        ) from None
+    return OpenedSpan(
+        traceparent=context_of(record).traceparent(),
+        trace_id=record.trace_id,
+        span_id=record.span_id,
+        sampled=bool(record.flags & 1),
+        name=name,
+    )
+
+
+def end_open(
+    cfg: TraceConfig, traceparent: str | None, *, status: str = "ok", message: str = "", attrs: list[str] | None = None
+) -> ExportResult:
+    """`trace span end`: end the open span named by ``traceparent`` (else $TRACEPARENT) and export it."""
+    store = Spool(Path(cfg.state_dir))
+    record = load_open(store, traceparent or os.environ.get("TRACEPARENT"))
+    record.end_ns = time.time_ns()
+    end_with(record, status, message, attrs)
+    result = deliver_one(cfg, record)
+    store.drop_open(record.span_id)
+    return result
+
+
+def add_event(cfg: TraceConfig, name: str, *, traceparent: str | None = None, attrs: list[str] | None = None) -> ExportResult:
+    """`trace event`: an event on the open span named by TRACEPARENT, else a zero-length span."""
+    from obskit.otel import export, propagation
+
+    store = Spool(Path(cfg.state_dir))
+    raw = traceparent or os.environ.get("TRACEPARENT")
+    ctx = propagation.parse_traceparent(raw)
+    if raw and ctx is None and traceparent:
+        raise InputError(f"not a traceparent: {traceparent[:60]!r}", "expected 00-<32 hex>-<16 hex>-<2 hex>")
+    attributes = parse_attrs(attrs)
+    open_span = open_span_for(store, ctx)
+    if open_span is not None:
+        open_span.add_event(name, attributes)
+        save_open(store, open_span)
+        result = ExportResult(destination=f"open span {open_span.span_id}", spans=0)
+        result.trace_id, result.span_id = open_span.trace_id, open_span.span_id
+        return result
+    record = new_span(cfg, name, ctx)
+    record.end_ns = record.start_ns = time.time_ns()
+    record.attributes.update(attributes)
+    record.attributes["obskit.event"] = True
+    record.status = "ok"
+    result = export.deliver(cfg, [record])
+    result.trace_id, result.span_id = record.trace_id, record.span_id
+    return result
