@@ -13,12 +13,15 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from obskit.errors import UsageError
 from obskit.otel import sampling
 from obskit.otlp import config as otlp
 from obskit.otlp.config import PROTOCOLS, OtlpConfig, parse_kv_list
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["DEFAULT_BUDGET_S", "PROTOCOLS", "TraceConfig", "detect_resource", "load", "parse_kv_list", "state_dir"]
 

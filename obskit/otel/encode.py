@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterable
-from typing import Any
 
 from obskit.otel.model import KINDS, STATUSES, SpanEvent, SpanRecord
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 _STATUS_CODE = {"unset": 0, "ok": 1, "error": 2}
 _KIND_CODE = {k: i + 1 for i, k in enumerate(KINDS)}  # OTLP: 1 internal .. 5 consumer

@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from obskit.errors import InputError, UsageError
 from obskit.otel.config import TraceConfig
@@ -22,6 +21,10 @@ from obskit.otel.model import KINDS, ExportResult, SpanEvent, SpanRecord
 from obskit.otel.propagation import SpanContext, new_span_id, new_trace_id, parse_traceparent
 from obskit.otel.spool import Spool
 from obskit.redact import redact_argv
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def parse_attrs(items: list[str] | None) -> dict[str, Any]:
@@ -260,19 +263,22 @@ def run_traced(
     env = propagation.child_env(None if cfg.sdk_disabled else context_of(span))
     argv = [a.replace("{{traceparent}}", tp) for a in command] if template else list(command)
     child = child_exec.run(argv, env)
-    from obskit.output import warn
-
-    if child.error:
-        warn(child.error)
+    lines = [child.error] if child.error else []
     span.attributes.update(attributes)
     finish_exec(span, child)
-    for w in cfg.warnings:
-        warn(w)
+    lines.extend(cfg.warnings)
+    if lines:
+        from obskit.output import warn
+
+        for line in lines:
+            warn(line)
     try:
         from obskit.otel import export
 
         notice(export.deliver(cfg, [span]))
     except Exception as e:  # the command's exit code matters more than its span
+        from obskit.output import warn
+
         warn(f"trace export failed: {type(e).__name__}: {e}")
     return child.exit_code
 

@@ -20,7 +20,10 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 SPOOL_MAX_BYTES = 16 * 1024 * 1024
 SPOOL_MAX_FILES = 1000

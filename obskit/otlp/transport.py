@@ -12,8 +12,6 @@ Retries stay inside the caller's deadline; a refused connection is not retried.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import time
 from urllib.parse import quote, unquote, urlsplit
 
@@ -68,11 +66,15 @@ def _send_http(cfg: OtlpConfig, body: bytes, timeout: float) -> None:
     port = url.port or (443 if secure else 80)
     headers = {"User-Agent": f"obskit-{cfg.signal}"}
     if url.username is not None or url.password is not None:
+        import base64
+
         cred = f"{unquote(url.username or '')}:{unquote(url.password or '')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(cred).decode()
     headers.update(cfg.headers)
     headers["Content-Type"] = "application/json" if cfg.protocol == "http/json" else "application/x-protobuf"
     if cfg.compression == "gzip":
+        import gzip
+
         body = gzip.compress(body, compresslevel=5)
         headers["Content-Encoding"] = "gzip"
     path = quote(url.path or "/", safe="/%:@!$&'()*+,;=-._~") + (f"?{quote(url.query, safe='=&%+')}" if url.query else "")
