@@ -44,6 +44,7 @@ def config_from_env(endpoint: str | None = None, env: Mapping[str, str] | None =
         "logs",
         default_timeout_s=DEFAULT_TIMEOUT,
         endpoint=endpoint or (None if has_env else DEFAULT_ENDPOINT),
+        endpoint_flag="--otlp-endpoint",
     )
     problem = cfg.endpoint_problem()
     if problem:

@@ -30,6 +30,8 @@ DEFAULT_BUDGET_S = 1.0
 
 @dataclass
 class TraceConfig(OtlpConfig):
+    """Where spans go, and what they carry (service, resource, sampler)."""
+
     SCHEMA = "obskit.trace.config/1"
 
     timeout_s: float = DEFAULT_BUDGET_S
@@ -147,6 +149,21 @@ def _read(path: str) -> str:
         return ""
 
 
+_HEXDIGITS = frozenset("0123456789abcdef")
+
+
+def _container_ids(cgroup: list[str]) -> tuple[str | None, str | None]:
+    """obskit.proc.container_ids, imported only when a line can name a container or pod
+    (a 64-hex id, or "pod"): outside containers, ``trace exec`` does not pay for it."""
+    text = "\n".join(cgroup)
+    tokens = text.replace("-", "/").replace(".", "/").replace(":", "/").replace("_", "/").split("/")
+    if "pod" not in text and not any(len(t) == 64 and set(t) <= _HEXDIGITS for t in tokens):
+        return None, None
+    from obskit.proc import container_ids
+
+    return container_ids(cgroup)
+
+
 def detect_resource(
     env: Mapping[str, str],
     cgroup_path: str = "/proc/self/cgroup",
@@ -154,7 +171,6 @@ def detect_resource(
 ) -> dict[str, Any]:
     """Process, host, container and Kubernetes resource attributes (semantic conventions)."""
     from obskit import __version__
-    from obskit.proc import container_ids
 
     res: dict[str, Any] = {
         "telemetry.sdk.name": "obskit",
@@ -176,7 +192,7 @@ def detect_resource(
     except (KeyError, ImportError):
         pass
     cgroup = _read(cgroup_path).splitlines()
-    container, pod_uid = container_ids(cgroup)
+    container, pod_uid = _container_ids(cgroup)
     if container:
         res["container.id"] = container
     if pod_uid:

@@ -29,6 +29,8 @@ _SI_USER = 0  # si_code of kill(2); <0 sigqueue/tkill; >0 kernel-generated
 
 @dataclass
 class ChildResult:
+    """How the child ran and ended."""
+
     argv: list[str]
     exit_code: int  # what obskit exits with: the child's code, 128+N on signal N
     pid: int | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 import threading
 import time
@@ -48,7 +47,9 @@ def _send_bounded(cfg: TraceConfig, payload: bytes, budget: float) -> str:
     return outcome[0]
 
 
-_SPAN_FILE_START = re.compile(rb'\s*\{\s*"resourceSpans"')
+def _is_span_file_start(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts like an OTLP/JSON span request."""
+    return head.lstrip().startswith(b"{") and head.lstrip()[1:].lstrip().startswith(b'"resourceSpans"')
 
 
 def write_file(path: str, payload: bytes, *, private_dir: bool = True) -> None:
@@ -95,7 +96,7 @@ def _check_and_rotate(p: Path, data: bytes) -> None:
     if stat.S_ISREG(st.st_mode) and st.st_size:
         with open(p, "rb") as f:
             head = f.read(64)
-        if not _SPAN_FILE_START.match(head):
+        if not _is_span_file_start(head):
             raise OSError(errno.EEXIST, "it exists and is not an OTLP/JSON span file; refusing to append")
         if data and st.st_size + len(data) > spool.SPANS_FILE_MAX_BYTES:
             os.replace(p, p.with_name(p.name + ".1"))  # keep one generation, stay bounded

@@ -15,6 +15,8 @@ STATUSES = ("unset", "ok", "error")
 
 @dataclass
 class SpanEvent:
+    """A named point in time inside a span."""
+
     name: str
     time_ns: int
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -22,6 +24,8 @@ class SpanEvent:
 
 @dataclass
 class SpanRecord:
+    """One span as obskit creates, spools, exports and shows it."""
+
     name: str
     trace_id: str
     span_id: str

@@ -25,6 +25,8 @@ _LIMIT = (1 << 64) - 1
 
 @dataclass(frozen=True)
 class Sampler:
+    """One of the OTEL_TRACES_SAMPLER samplers."""
+
     name: str = "parentbased_always_on"
     ratio: float = 1.0
 

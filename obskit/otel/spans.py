@@ -66,8 +66,8 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
     return ns
 
 
-_EPOCH = re.compile(r"\d+(\.\d+)?")
-_RELATIVE = re.compile(r"[+-]?\s*(\d+(\.\d*)?|\.\d+)\s*[a-zµ]+", re.IGNORECASE)
+_EPOCH = r"\d+(\.\d+)?"
+_RELATIVE = r"[+-]?\s*(\d+(\.\d*)?|\.\d+)\s*[a-zµ]+"
 
 
 def _parse_time(text: str, now_ns: int) -> int:
@@ -76,14 +76,14 @@ def _parse_time(text: str, now_ns: int) -> int:
     t = text.strip()
     if t.lower() == "now":
         return now_ns
-    if _RELATIVE.fullmatch(t) or (t[:1] in "+-" and _EPOCH.fullmatch(t[1:].strip())):
+    if re.fullmatch(_RELATIVE, t, re.IGNORECASE) or (t[:1] in "+-" and re.fullmatch(_EPOCH, t[1:].strip())):
         from obskit.durations import parse_duration_ns
 
         try:
             return now_ns + parse_duration_ns(t, option="time", signed=True)
         except UsageError as e:
             raise InputError(e.message, "use epoch seconds, RFC 3339 (2026-01-02T03:04:05Z) or -5s") from None
-    if _EPOCH.fullmatch(t):
+    if re.fullmatch(_EPOCH, t):
         value = Decimal(t)
         if value > 10**17:  # already nanoseconds
             return int(value)

@@ -62,6 +62,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 @dataclass
 class Spool:
+    """The state directory: unsent batches, open spans, export errors."""
+
     root: Path
 
     @property

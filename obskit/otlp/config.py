@@ -83,12 +83,12 @@ def parse_kv_list(text: str | None, what: str, warnings: list[str]) -> dict[str,
     return out
 
 
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 
 
 def header_ok(name: str, value: str) -> bool:
     """An HTTP field name (RFC 9110 token) and a value without control characters."""
-    return bool(_HEADER_NAME.fullmatch(name)) and not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
+    return bool(re.fullmatch(_HEADER_NAME, name)) and not any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)
 
 
 def env_value(env: Mapping[str, str], signal: str, name: str) -> tuple[str, str]:
@@ -120,11 +120,11 @@ def read_timeout(raw: str, default_s: float, variable: str = "OTEL_EXPORTER_OTLP
     return seconds, ""
 
 
-def check_timeout_flag(seconds: float, option: str = "--export-timeout") -> float:
+def check_timeout_flag(seconds: float) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
-        raise UsageError("the export timeout must be positive", f"e.g. {option} 1")
+        raise UsageError("the export timeout must be positive", "give seconds, e.g. 1")
     if seconds > MAX_TIMEOUT_S:
-        raise UsageError(f"the export timeout must be at most {MAX_TIMEOUT_S:g} s", f"e.g. {option} 5")
+        raise UsageError(f"the export timeout must be at most {MAX_TIMEOUT_S:g} s", "give seconds, e.g. 5")
     return seconds
 
 
@@ -157,8 +157,10 @@ def load(
     protocol: str | None = None,
     headers: list[str] | None = None,
     timeout_s: float | None = None,
+    endpoint_flag: str = "--endpoint",
 ) -> OtlpConfig:
-    """The exporter settings of ``signal`` ("traces" or "logs") from ``env`` and flags."""
+    """The exporter settings of ``signal`` ("traces" or "logs") from ``env`` and flags
+    (``endpoint_flag``: how the endpoint option is spelled, for its error message)."""
     warnings: list[str] = []
     proto_raw, proto_var = env_value(env, signal, "PROTOCOL")
     proto = (protocol or proto_raw or "http/protobuf").lower()
@@ -202,6 +204,6 @@ def load(
     problem = cfg.endpoint_problem()
     if problem:
         if endpoint:
-            raise UsageError(f"--endpoint: {problem}", "e.g. --endpoint http://localhost:4318")
+            raise UsageError(f"{endpoint_flag}: {problem}", f"e.g. {endpoint_flag} http://localhost:4318")
         warnings.append(problem)
     return cfg
