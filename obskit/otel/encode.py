@@ -8,7 +8,6 @@ message.  Reading (spool flush as JSON, other producers' files) uses ``opentelem
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Iterable
 
@@ -255,6 +254,7 @@ def to_json_doc(spans: Iterable[SpanRecord], resource: dict[str, Any]) -> dict[s
 
 
 def to_json_line(spans: Iterable[SpanRecord], resource: dict[str, Any]) -> str:
+    import json  # here, not at the top: `trace exec` to a collector never needs it
     return json.dumps(to_json_doc(spans, resource), separators=(",", ":"))
 
 
@@ -293,6 +293,7 @@ def request_to_json(req: Any) -> dict[str, Any]:
 
 
 def bytes_to_json_line(data: bytes) -> str:
+    import json
     return json.dumps(request_to_json(from_bytes(data)), separators=(",", ":"))
 
 

@@ -14,7 +14,6 @@ delivered, so two concurrent flushes never send the same batch twice.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -137,6 +136,7 @@ class Spool:
     # --- counters and errors --------------------------------------------------------
     def counters(self) -> dict[str, int]:
         try:
+            import json  # here, not at the top: `trace exec` to a collector never needs it
             data = json.loads((self.root / "counters.json").read_text())
             return {k: int(v) for k, v in data.items()}
         except (OSError, ValueError, AttributeError):
@@ -145,6 +145,7 @@ class Spool:
     def count_dropped(self, n: int) -> None:
         c = self.counters()
         c["dropped_spans"] = c.get("dropped_spans", 0) + n
+        import json
         write_atomic(ensure_dir(self.root) / "counters.json", json.dumps(c).encode())
 
     def record_error(self, destination: str, error: str, spans: int) -> None:
@@ -156,6 +157,7 @@ class Spool:
         entries.append(
             {"time": time.time(), "destination": redact_text(destination), "error": redact_text(error), "spans": spans}
         )
+        import json
         write_atomic(path, "".join(json.dumps(e) + "\n" for e in entries).encode())
 
     def errors(self) -> list[dict[str, Any]]:
@@ -168,11 +170,13 @@ class Spool:
     # --- open spans (trace span start / end) -----------------------------------------
     def save_open(self, span_id: str, state: dict[str, Any]) -> None:
         self.prune_open()
+        import json
         write_atomic(ensure_dir(self.open_dir) / f"{span_id}.json", json.dumps(state).encode())
 
     def load_open(self, span_id: str) -> dict[str, Any] | None:
         """The saved state of an open span; None when missing or damaged (a half-written or edited file)."""
         try:
+            import json
             data = json.loads((self.open_dir / f"{span_id}.json").read_text())
         except (OSError, ValueError):
             return None
@@ -226,6 +230,7 @@ class Spool:
 
 def _json_or_none(line: str) -> Any:
     try:
+        import json
         return json.loads(line)
     except ValueError:
         return None
