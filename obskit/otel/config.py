@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from obskit.errors import UsageError
@@ -28,19 +27,29 @@ __all__ = ["DEFAULT_BUDGET_S", "PROTOCOLS", "TraceConfig", "detect_resource", "l
 DEFAULT_BUDGET_S = 1.0
 
 
-@dataclass
 class TraceConfig(OtlpConfig):
-    """Where spans go, and what they carry (service, resource, sampler)."""
+    """Where spans go, and what they carry (service, resource, sampler); its JSON form is
+    :meth:`summary` (in `trace status`)."""
 
-    SCHEMA = "obskit.trace.config/1"
-
-    timeout_s: float = DEFAULT_BUDGET_S
-    service_name: str = "obskit"
-    resource: dict[str, Any] = field(default_factory=dict)
-    sampler: sampling.Sampler = field(default_factory=sampling.Sampler)
-    output: str = ""  # the local OTLP-JSON file when there is no endpoint
-    state_dir: str = ""
-    sdk_disabled: bool = False
+    def __init__(
+        self,
+        *,
+        timeout_s: float = DEFAULT_BUDGET_S,
+        service_name: str = "obskit",
+        resource: dict[str, Any] | None = None,
+        sampler: sampling.Sampler | None = None,
+        output: str = "",  # the local OTLP-JSON file when there is no endpoint
+        state_dir: str = "",
+        sdk_disabled: bool = False,
+        **exporter: Any,
+    ) -> None:
+        super().__init__(timeout_s=timeout_s, **exporter)
+        self.service_name = service_name
+        self.resource: dict[str, Any] = {} if resource is None else resource
+        self.sampler = sampling.Sampler() if sampler is None else sampler
+        self.output = output
+        self.state_dir = state_dir
+        self.sdk_disabled = sdk_disabled
 
     @property
     def destination(self) -> str:

@@ -21,24 +21,35 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _SI_USER = 0  # si_code of kill(2); <0 sigqueue/tkill; >0 kernel-generated
 
 
-@dataclass
 class ChildResult:
     """How the child ran and ended."""
 
-    argv: list[str]
-    exit_code: int  # what obskit exits with: the child's code, 128+N on signal N
-    pid: int | None = None
-    signal: int | None = None
-    error: str = ""  # "command not found" and the like
-    start_ns: int = 0
-    end_ns: int = 0
-    forwarded: list[str] = field(default_factory=list)
+    __slots__ = ("argv", "end_ns", "error", "exit_code", "forwarded", "pid", "signal", "start_ns")
+
+    def __init__(
+        self,
+        argv: list[str],
+        exit_code: int,  # what obskit exits with: the child's code, 128+N on signal N
+        pid: int | None = None,
+        signal: int | None = None,
+        error: str = "",  # "command not found" and the like
+        start_ns: int = 0,
+        end_ns: int = 0,
+        forwarded: list[str] | None = None,
+    ) -> None:
+        self.argv = argv
+        self.exit_code = exit_code
+        self.pid = pid
+        self.signal = signal
+        self.error = error
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.forwarded: list[str] = [] if forwarded is None else forwarded
 
 
 def run(argv: Sequence[str], env: Mapping[str, str]) -> ChildResult:

@@ -12,7 +12,11 @@ from pathlib import Path
 from obskit.errors import ObskitError
 from obskit.otel import encode, spool, transport
 from obskit.otel.config import TraceConfig
-from obskit.otel.model import ExportResult, SpanRecord
+from obskit.otel.model import SpanRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from obskit.otel.results import ExportResult
 
 INTERRUPTED = "interrupted (Ctrl-C) before the collector answered"
 
@@ -151,9 +155,33 @@ def own_file(cfg: TraceConfig) -> bool:
     return Path(cfg.output).parent == Path(cfg.state_dir)
 
 
+class Delivery:
+    """What :func:`send_spans` did; :class:`~obskit.otel.results.ExportResult` is its JSON form
+    (a plain class, so ``trace exec`` does not import dataclasses for it)."""
+
+    __slots__ = ("destination", "dropped", "error", "not_sampled", "seconds", "sent", "spans", "spooled")
+
+    def __init__(self, destination: str, spans: int = 0) -> None:
+        self.destination = destination
+        self.spans = spans
+        self.sent = self.spooled = self.dropped = self.not_sampled = 0
+        self.error = ""
+        self.seconds = 0.0
+
+    def result(self) -> ExportResult:
+        from obskit.otel.results import ExportResult
+
+        return ExportResult(**{k: getattr(self, k) for k in self.__slots__})
+
+
 def deliver(cfg: TraceConfig, spans: list[SpanRecord], budget: float | None = None) -> ExportResult:
+    """Export ``spans`` (within ``budget``, else the config's timeout); spool what is not delivered."""
+    return send_spans(cfg, spans, budget).result()
+
+
+def send_spans(cfg: TraceConfig, spans: list[SpanRecord], budget: float | None = None) -> Delivery:
     started = time.monotonic()
-    result = ExportResult(destination=cfg.destination, spans=len(spans))
+    result = Delivery(destination=cfg.destination, spans=len(spans))
     sampled = [s for s in spans if s.flags & 1]
     result.not_sampled = len(spans) - len(sampled)
     if not sampled or cfg.sdk_disabled:
@@ -193,6 +221,8 @@ def flush(cfg: TraceConfig, budget: float) -> ExportResult:
     deadline = started + budget
     store = spool.Spool(Path(cfg.state_dir))
     store.recover_stale()
+    from obskit.otel.results import ExportResult
+
     result = ExportResult(destination=cfg.destination)
     for path in store.pending():
         claimed = store.claim(path)

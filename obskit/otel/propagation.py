@@ -10,21 +10,39 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 _HEXDIGITS = frozenset("0123456789abcdef")
 _TRACESTATE_MAX = 512  # W3C: 32 list members; keep the carrier small
 _BAGGAGE_MAX = 8192  # W3C baggage limit
 
 
-@dataclass(frozen=True)
 class SpanContext:
-    """A W3C trace context: the parent of a span, or what a child inherits."""
+    """A W3C trace context: the parent of a span, or what a child inherits (immutable)."""
 
+    __slots__ = ("flags", "span_id", "trace_id", "tracestate")
     trace_id: str  # 32 lowercase hex
     span_id: str  # 16 lowercase hex
-    flags: int = 1
-    tracestate: str = ""
+    flags: int
+    tracestate: str
+
+    def __init__(self, trace_id: str, span_id: str, flags: int = 1, tracestate: str = "") -> None:
+        for key, value in (("trace_id", trace_id), ("span_id", span_id), ("flags", flags), ("tracestate", tracestate)):
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError(f"SpanContext is immutable (cannot set {key})")
+
+    def _key(self) -> tuple[str, str, int, str]:
+        return (self.trace_id, self.span_id, self.flags, self.tracestate)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SpanContext) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "SpanContext(trace_id={!r}, span_id={!r}, flags={!r}, tracestate={!r})".format(*self._key())
 
     @property
     def sampled(self) -> bool:

@@ -11,13 +11,12 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from obskit.errors import InputError, UsageError
 from obskit.otel.config import TraceConfig
 from obskit.otel.exec import ChildResult
-from obskit.otel.model import KINDS, ExportResult, SpanEvent, SpanRecord
+from obskit.otel.model import KINDS, SpanEvent, SpanRecord
 from obskit.otel.propagation import SpanContext, new_span_id, new_trace_id, parse_traceparent
 from obskit.otel.spool import Spool
 from obskit.redact import redact_argv
@@ -25,6 +24,9 @@ from obskit.redact import redact_argv
 TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
 if TYPE_CHECKING:
     from typing import Any
+
+    from obskit.otel.export import Delivery
+    from obskit.otel.results import ExportResult, OpenedSpan
 
 
 def parse_attrs(items: list[str] | None) -> dict[str, Any]:
@@ -275,7 +277,7 @@ def run_traced(
     try:
         from obskit.otel import export
 
-        notice(export.deliver(cfg, [span]))
+        notice(export.send_spans(cfg, [span]))
     except Exception as e:  # the command's exit code matters more than its span
         from obskit.output import warn
 
@@ -283,7 +285,7 @@ def run_traced(
     return child.exit_code
 
 
-def notice(result: ExportResult) -> None:
+def notice(result: ExportResult | Delivery) -> None:
     """One stderr line when spans could not be delivered (they are spooled, not lost)."""
     if not result.error:
         return
@@ -294,19 +296,6 @@ def notice(result: ExportResult) -> None:
 
 
 # --- the other `trace` commands: one function each, called by commands/trace.py ----------
-
-
-@dataclass
-class OpenedSpan:
-    """What `trace span start --json` prints: the span a script opened."""
-
-    SCHEMA = "obskit.trace.span/1"
-
-    traceparent: str
-    trace_id: str
-    span_id: str
-    sampled: bool
-    name: str
 
 
 def check_status(value: str) -> str:
@@ -365,6 +354,7 @@ def start_open(cfg: TraceConfig, name: str, *, attrs: list[str] | None = None, k
     """`trace span start`: a span kept open in the state directory until `span end`."""
     from obskit.errors import Unavailable
     from obskit.otel import propagation
+    from obskit.otel.results import OpenedSpan
 
     record = new_span(cfg, name, propagation.from_env(), check_kind(kind))
     record.attributes.update(parse_attrs(attrs))
@@ -409,6 +399,8 @@ def add_event(cfg: TraceConfig, name: str, *, traceparent: str | None = None, at
     attributes = parse_attrs(attrs)
     open_span = open_span_for(store, ctx)
     if open_span is not None:
+        from obskit.otel.results import ExportResult
+
         open_span.add_event(name, attributes)
         save_open(store, open_span)
         result = ExportResult(destination=f"open span {open_span.span_id}", spans=0)

@@ -10,7 +10,7 @@ from typing import Any
 from obskit.errors import ObskitError
 from obskit.otel import export, propagation, spans
 from obskit.otel.config import TraceConfig
-from obskit.otel.model import ExportResult
+from obskit.otel.results import ExportResult
 from obskit.otel.spool import Spool
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from obskit.errors import UsageError
@@ -30,18 +29,35 @@ SECONDS_BELOW = 100.0  # a timeout variable under this is read as seconds (the P
 MAX_TIMEOUT_S = 600.0  # no export waits longer than this, whatever a variable or flag says
 
 
-@dataclass
 class OtlpConfig:
-    """Where and how one signal is exported."""
+    """Where and how one signal is exported.
 
-    signal: str = "traces"
-    endpoint: str = ""  # full URL the requests go to ("" = not configured)
-    protocol: str = "http/protobuf"
-    headers: dict[str, str] = field(default_factory=dict)
-    timeout_s: float = 1.0
-    compression: str = ""
-    insecure: bool = False
-    warnings: list[str] = field(default_factory=list)
+    A plain class, not a dataclass: ``trace exec`` reads it before its child starts, and
+    importing ``dataclasses`` would cost every wrapped command a few milliseconds.
+    """
+
+    def __init__(
+        self,
+        signal: str = "traces",
+        endpoint: str = "",  # full URL the requests go to ("" = not configured)
+        protocol: str = "http/protobuf",
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 1.0,
+        compression: str = "",
+        insecure: bool = False,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.signal = signal
+        self.endpoint = endpoint
+        self.protocol = protocol
+        self.headers: dict[str, str] = {} if headers is None else headers
+        self.timeout_s = timeout_s
+        self.compression = compression
+        self.insecure = insecure
+        self.warnings: list[str] = [] if warnings is None else warnings
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(signal={self.signal!r}, endpoint={self.shown_endpoint!r}, protocol={self.protocol!r})"
 
     @property
     def shown_endpoint(self) -> str:
