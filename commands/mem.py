@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, require_pid
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, note_python_below, require_pid
 
 FAIL_ON = ("growing", "leak-suspected")
 
@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
         seconds = parse_duration(watch) if watch is not None else None
         if seconds is not None and interval > seconds:
             raise UsageError("--interval is longer than --watch", "e.g. --watch 60s --interval 1")
+        note_python_below(pid, proc_root)
         with span("obskit.mem", pid=pid, watch=seconds or 0) as s:
             report = snapshot(pid, subprocesses=subprocesses, proc_root=proc_root)
             if seconds is not None:

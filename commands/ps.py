@@ -34,15 +34,15 @@ def register(app: typer.Typer) -> None:
         from obskit.selftrace import span
         from obskit.stacks.ps import collect
 
+        shown = _pids_for(pid, proc_root) if pid is not None else None
         with span("obskit.ps", all=show_all) as s:
             try:
-                report = collect(include_all=show_all, interval=interval, proc_root=proc_root,
-                                 pid_filter=[pid] if pid is not None else None)
+                report = collect(include_all=show_all, interval=interval, proc_root=proc_root, pid_filter=shown)
             except KeyboardInterrupt:
                 # Typer turns a bare KeyboardInterrupt into a silent exit 130; say what happened.
                 raise Interrupted("interrupted while measuring CPU %", "--interval 0 lists at once, without CPU %") from None
             s.set_attribute("obskit.processes", len(report.processes))
-        if pid is not None and not any(e.pid == pid for e in report.processes):
+        if pid is not None and shown == [pid] and not any(e.pid == pid for e in report.processes):
             from obskit.proc import ProcFS
 
             fs = ProcFS(proc_root)
@@ -52,6 +52,24 @@ def register(app: typer.Typer) -> None:
                 raise fs.zombie_error(pid)
             raise TargetNotPython(f"process {pid} does not run Python", "add --all to list every process", pid=pid)
         emit(report, as_json, render)
+
+
+def _pids_for(pid: int, proc_root: str) -> list[int]:
+    """--pid: that process, or the Python processes below a wrapper (tini, `sh -c`, ...), said in one line."""
+    import os
+
+    from obskit.errors import UsageError
+    from obskit.output import info
+    from obskit.targets import resolve
+
+    if pid == os.getpid() and proc_root == "/proc":
+        raise UsageError(f"process {pid} is this `obskit ps` itself", "give the PID of a service; `obskit ps` lists them",
+                         pid=pid)
+    res = resolve(pid, proc_root=proc_root)
+    line = res.note() or res.below_line()
+    if line:
+        info(line)
+    return [c.pid for c in res.candidates] or [res.pid]
 
 
 def render(report: PsReport) -> None:

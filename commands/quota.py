@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, emit
+from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, note_python_below
 
 FAIL_LEVELS = ("warn", "error")
 
@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
         roots = default_roots(pid, proc_root)
         if fs_root is not None:
             roots.fs = fs_root
+        if pid is not None:
+            note_python_below(pid, proc_root)
         with span("obskit.quota", pid=pid or 0, window=window) as s:
             report = collect(pid, window, roots)
             s.set_attribute("quota.findings", len(report.findings))

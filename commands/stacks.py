@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, require_pid
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, follow_target, require_pid
 
 if TYPE_CHECKING:
     from obskit.stacks.dump import StacksReport
@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
         from obskit.selftrace import span
         from obskit.stacks.dump import collect
 
-        pid = require_pid(pid)
+        target = follow_target(require_pid(pid), proc_root, "stacks")
+        pid, subprocesses = target.pid, subprocesses or target.with_workers
         preflight(pid, proc_root=proc_root)
         progress = None
         if watch > 1 and not as_json:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, require_pid
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, follow_target, require_pid
 
 if TYPE_CHECKING:
     from obskit.stacks.top import TopFunction, TopSession, TopWindow
@@ -39,6 +39,8 @@ def register(app: typer.Typer) -> None:
         pid = require_pid(pid)
         if as_json and not once:
             raise UsageError("--json needs --once", "use `obskit top --pid PID --once -d 5 --json`")
+        target = follow_target(pid, proc_root, "top")
+        pid, subprocesses = target.pid, subprocesses or target.with_workers
         facts = preflight(pid, proc_root=proc_root)
         from obskit.output import warn
 
