@@ -9,7 +9,7 @@ import typer
 from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, finite
 
 if TYPE_CHECKING:
-    from obskit.stacks.ps import PsReport
+    from obskit.ps import PsReport
 
 
 def register(app: typer.Typer) -> None:
@@ -31,20 +31,19 @@ def register(app: typer.Typer) -> None:
         to that process and its descendants.
         """
         from obskit.errors import Interrupted, TargetNotFound, TargetNotPython
+        from obskit.proc import ProcFS
+        from obskit.ps import collect
         from obskit.selftrace import span
-        from obskit.stacks.ps import collect
 
         shown = _pids_for(pid, proc_root) if pid is not None else None
         with span("obskit.ps", all=show_all) as s:
             try:
-                report = collect(include_all=show_all, interval=interval, proc_root=proc_root, pid_filter=shown)
+                report = collect(include_all=show_all, interval=interval, procfs=ProcFS(proc_root), pid_filter=shown)
             except KeyboardInterrupt:
                 # Typer turns a bare KeyboardInterrupt into a silent exit 130; say what happened.
                 raise Interrupted("interrupted while measuring CPU %", "--interval 0 lists at once, without CPU %") from None
             s.set_attribute("obskit.processes", len(report.processes))
         if pid is not None and shown == [pid] and not any(e.pid == pid for e in report.processes):
-            from obskit.proc import ProcFS
-
             fs = ProcFS(proc_root)
             if not fs.exists(pid):
                 raise TargetNotFound(f"process {pid} not found", "run `obskit ps` without --pid to list processes", pid=pid)

@@ -43,15 +43,17 @@ def register(app: typer.Typer) -> None:
                              "see `obskit quota --help`")
         if pid is not None and pid <= 0:
             raise UsageError(f"--pid must be a positive process ID, not {pid}", "list processes with `obskit ps`")
+        from obskit.proc import ProcFS
         from obskit.quota.collect import collect, default_roots
 
-        roots = default_roots(pid, proc_root)
+        roots = None
         if fs_root is not None:
+            roots = default_roots(pid, proc_root)
             roots.fs = fs_root
         if pid is not None:
             note_python_below(pid, proc_root)
         with span("obskit.quota", pid=pid or 0, window=window) as s:
-            report = collect(pid, window, roots)
+            report = collect(pid, window, roots, procfs=ProcFS(proc_root))
             s.set_attribute("quota.findings", len(report.findings))
             s.set_attribute("quota.worst", report.worst)
 

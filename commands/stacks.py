@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Dump every thread's stack, grouped and classified (lock, I/O, sleeping, running)."""
         from obskit.attach import preflight
+        from obskit.proc import ProcFS
         from obskit.selftrace import span
         from obskit.stacks.dump import collect
 
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
         with span("obskit.stacks", pid=pid, subprocesses=subprocesses, watch=watch) as s:
             report = collect(
                 pid, subprocesses=subprocesses, locals_=locals_, count=watch, interval=interval,
-                proc_root=proc_root, on_dump=progress,
+                procfs=ProcFS(proc_root), on_dump=progress,
             )
             s.set_attribute("obskit.threads", sum(p.thread_count for p in report.processes))
             s.set_attribute("obskit.findings", len(report.findings))

@@ -10,7 +10,7 @@ import typer
 from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, follow_target, require_pid
 
 if TYPE_CHECKING:
-    from obskit.stacks.top import TopFunction, TopSession, TopWindow
+    from obskit.profile.live import TopFunction, TopSession, TopWindow
 
 
 def register(app: typer.Typer) -> None:
@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
         """
         from obskit.attach import preflight
         from obskit.errors import UsageError
+        from obskit.profile.live import TopSession
         from obskit.selftrace import span
-        from obskit.stacks.top import TopSession
 
         pid = require_pid(pid)
         if as_json and not once:
@@ -43,8 +43,9 @@ def register(app: typer.Typer) -> None:
         pid, subprocesses = target.pid, subprocesses or target.with_workers
         facts = preflight(pid, proc_root=proc_root)
         from obskit.output import warn
+        from obskit.proc import ProcFS
 
-        session = TopSession(pid, subprocesses=subprocesses, proc_root=proc_root, limit=limit,
+        session = TopSession(pid, subprocesses=subprocesses, procfs=ProcFS(proc_root), limit=limit,
                              on_warning=warn if once else None)
         with span("obskit.top", pid=pid, once=once) as s:
             if once:

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import CAPTURED
 
-from obskit.quota import cgroups, confparse
+from obskit import cgroups
+from obskit.cgroups import Roots
+from obskit.quota import confparse
 from obskit.quota.budgets import rounding
-from obskit.quota.cgroups import Roots
 from obskit.quota.collect import collect
 from obskit.quota.services import shape
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from obskit.cgroups import CpuLevel, MemLevel, Throttling
+
 
 @dataclass
 class Count:
@@ -12,14 +14,6 @@ class Count:
     value: int
     source: str  # cmdline | env | config | default | observed
     explanation: str
-
-
-@dataclass
-class CpuLevel:
-    path: str
-    quota_us: int | None
-    period_us: int | None
-    limit: float | None  # cores; None = no quota at this level
 
 
 @dataclass
@@ -33,13 +27,6 @@ class CpuBudget:
     effective: float  # what the processes can really use: min(limit, affinity)
     shares: int | None  # v1 cpu.shares / v2 cpu.weight: a scheduling weight, never a budget
     rounding: dict[str, int]  # floor, ceil, automaxprocs, go125, nproc
-
-
-@dataclass
-class MemLevel:
-    path: str
-    limit: int | None
-    high: int | None = None
 
 
 @dataclass
@@ -63,17 +50,6 @@ class MemoryBudget:
 class PidsBudget:
     limit: int | None
     current: int | None
-
-
-@dataclass
-class Throttling:
-    periods: int
-    throttled: int
-    throttled_s: float
-
-    @property
-    def ratio(self) -> float | None:
-        return self.throttled / self.periods if self.periods else None
 
 
 @dataclass

@@ -8,10 +8,10 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from obskit.cgroups import parse_cgroup_file, read_text
 from obskit.errors import PermissionDenied, TargetNotFound
 from obskit.proc import ProcFS, python_version_from_paths
 
-from .cgroups import parse_cgroup_file, read_text
 from .confparse import (
     CELERY_OPTS,
     GUNICORN_OPTS,
@@ -85,7 +85,7 @@ def _kb_field(text: str | None, *keys: str) -> dict[str, int]:
     return out
 
 
-def read_proc(procfs: ProcFS, pid: int, ticks: int) -> Raw | None:
+def read_proc(procfs: ProcFS, pid: int) -> Raw | None:
     try:
         st = procfs.stat(pid)
         status = procfs.status(pid)
@@ -132,15 +132,16 @@ def read_proc(procfs: ProcFS, pid: int, ticks: int) -> Raw | None:
         env=env,
         blas=blas,
     )
-    cpu = (int(st[13]) + int(st[14])) / ticks
+    cpu = cpu_seconds(procfs, pid)
+    if cpu is None:
+        return None
     return Raw(proc, cmd, cpu, str(procfs.path(pid, "cwd")))
 
 
-def cpu_seconds(procfs: ProcFS, pid: int, ticks: int) -> float | None:
+def cpu_seconds(procfs: ProcFS, pid: int) -> float | None:
     try:
-        st = procfs.stat(pid)
-        return (int(st[13]) + int(st[14])) / ticks
-    except (TargetNotFound, PermissionDenied, IndexError, ValueError):
+        return procfs.cpu_seconds(pid)
+    except (TargetNotFound, PermissionDenied):
         return None
 
 

@@ -492,14 +492,15 @@ def collect(
     locals_: bool = False,
     count: int = 1,
     interval: float = 1.0,
-    proc_root: str = "/proc",
+    procfs: ProcFS | None = None,
     dump_fn: DumpFn | None = None,
     on_dump: Callable[[int, int], None] | None = None,
 ) -> StacksReport:
     """Dump ``pid`` ``count`` times ``interval`` seconds apart and build the report."""
     from obskit import attach
 
-    fs = ProcFS(proc_root)
+    fs = procfs or ProcFS()
+    proc_root = str(fs.root)
     sources = SourceLines(fs)
 
     skipped: list[str] = []
@@ -558,7 +559,7 @@ def collect(
     threads = dumps[-1]
     versions = {p: _version(fs, p) for p in sorted({t.pid for t in threads} | {pid})}
     processes = build_processes(threads, fs, versions)
-    cpus = _cpus(pid, proc_root)
+    cpus = _cpus(fs, pid)
     findings = lock_findings(threads) + gil_findings(dumps) + thread_count_findings(threads, cpus)
     watch = None
     if count > 1:
@@ -617,20 +618,20 @@ def _version(fs: ProcFS, pid: int) -> str | None:
         return None
 
 
-def _cpus(pid: int, proc_root: str = "/proc") -> int:
+def _cpus(fs: ProcFS, pid: int) -> int:
     """CPUs the target can use: its affinity, capped by its cgroup's CPU quota (a pod limit)."""
     import math
+
+    from obskit import cgroups
 
     try:
         n = len(os.sched_getaffinity(pid))
     except OSError:
         n = os.cpu_count() or 1
     try:
-        from obskit.stacks.top import find_cpu_cgroup
-
-        cg = find_cpu_cgroup(pid, proc_root)
-    except Exception:  # the quota is a refinement; without it the affinity stands
-        cg = None
-    if cg is not None and cg.quota_cpus:
-        n = min(n, max(1, math.ceil(cg.quota_cpus)))
+        quota = cgroups.for_pid(fs, pid, controllers=("cpu",)).cpu_quota()
+    except ObskitError:  # the quota is a refinement; without it the affinity stands
+        quota = None
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota.limit)))
     return n

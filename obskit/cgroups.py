@@ -1,4 +1,14 @@
-"""Locate a process's cgroups (v1, v2, hybrid) through mountinfo and read budgets and counters.
+"""The cgroups of a process (v1, v2, hybrid): where they are, and its effective CPU quota, memory
+limit and CPU throttling, for every command.
+
+:func:`for_pid` answers "what limits this PID": each controller's directory is found through
+mountinfo, every visible ancestor is read, and the limit is the minimum over them (a pod's limit
+sits on a parent directory).  Throttling is the ``cpu.stat`` of the level whose quota binds,
+reported with that level's path.
+
+A PID's cgroup is looked up in this process's own cgroup mounts first; when they do not contain
+it (a ``kubectl debug`` container, another cgroup namespace), in the target's own mounts through
+``/proc/PID/root`` and ``/proc/PID/mountinfo``.
 
 Every path is resolved under ``Roots``: ``proc`` (``/proc`` or a captured copy), ``fs`` (the
 filesystem root the target sees: ``/``, ``/proc/N/root`` or a captured tree) and ``cgroupfs``
@@ -12,6 +22,9 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from obskit.errors import ObskitError
+from obskit.proc import ProcFS
 
 # v1 memory "unlimited" is PAGE_COUNTER_MAX rounded to pages (9223372036854771712 on 4 KiB pages).
 UNLIMITED_BYTES = 1 << 62
@@ -84,10 +97,18 @@ def parse_cgroup_file(text: str) -> list[tuple[str, list[str], str]]:
 
 
 def _relative(path: str, root: str) -> str | None:
-    """``path`` relative to the mount root, or None when the mount does not expose it."""
+    """``path`` relative to the mount root, or None when the mount does not expose it.
+
+    Paths above the reader's cgroup namespace root read ``/../x``; the target's own mount of its
+    cgroup then has the same ``/../x`` root (the kernel shows both relative to the reader), so
+    such a path is visible exactly there.
+    """
+    path = path or "/"
     if path.startswith("/.."):
+        if root.startswith("/..") and (path == root or path.startswith(root.rstrip("/") + "/")):
+            return path[len(root):].lstrip("/")
         return None  # above this reader's cgroup namespace root
-    path = os.path.normpath(path) if path else "/"
+    path = os.path.normpath(path)
     root = os.path.normpath(root)
     if root == "/":
         return path.lstrip("/")
@@ -277,3 +298,201 @@ def memory_bytes(value: int | None) -> int | None:
     if value is None or value >= UNLIMITED_BYTES or value < 0:
         return None
     return value
+
+
+# -- limits and throttling of one PID ----------------------------------------
+
+
+@dataclass
+class CpuLevel:
+    path: str
+    quota_us: int | None
+    period_us: int | None
+    limit: float | None  # cores; None = no quota at this level
+
+
+@dataclass
+class MemLevel:
+    path: str
+    limit: int | None
+    high: int | None = None
+
+
+@dataclass
+class Throttling:
+    """CFS bandwidth counters of one cgroup level (lifetime, or the difference over a window)."""
+
+    periods: int
+    throttled: int
+    throttled_s: float
+
+    @property
+    def ratio(self) -> float | None:
+        return self.throttled / self.periods if self.periods else None
+
+    def since(self, before: Throttling) -> Throttling:
+        return Throttling(max(0, self.periods - before.periods), max(0, self.throttled - before.throttled),
+                          round(max(0.0, self.throttled_s - before.throttled_s), 6))
+
+
+@dataclass
+class CpuQuota:
+    """The CPU quota that binds a PID: the smallest over every visible level."""
+
+    limit: float  # cores
+    quota_us: int
+    period_us: int
+    level: str  # directory whose quota binds (its cpu.stat counts the throttling)
+    version: int
+    levels: list[CpuLevel]
+
+
+@dataclass
+class MemoryLimit:
+    limit: int
+    level: str
+    version: int
+    levels: list[MemLevel]
+
+
+def cpu_levels(h: Hierarchy | None) -> list[CpuLevel]:
+    """The CPU quota of every visible level of ``h``, leaf first (levels without quota files are left out)."""
+    if h is None:
+        return []
+    out: list[CpuLevel] = []
+    for d in h.levels:
+        if h.version == 2:
+            parsed = parse_cpu_max(read_text(Path(d) / "cpu.max"))
+            if parsed is None:
+                continue
+            quota, period = parsed
+        else:
+            q = read_int(Path(d) / "cpu.cfs_quota_us")
+            p = read_int(Path(d) / "cpu.cfs_period_us")
+            if p is None or p <= 0:
+                continue
+            quota, period = (q if q is not None and q > 0 else None), p
+        out.append(CpuLevel(d, quota, period, quota / period if quota else None))
+    return out
+
+
+def binding_cpu_level(levels: list[CpuLevel]) -> CpuLevel | None:
+    limited = [lv for lv in levels if lv.limit is not None]
+    return min(limited, key=lambda lv: lv.limit or 0.0) if limited else None
+
+
+def memory_levels(h: Hierarchy | None) -> list[MemLevel]:
+    """The memory limit (and v2 ``memory.high``) of every visible level of ``h``, leaf first."""
+    if h is None:
+        return []
+    levels: list[MemLevel] = []
+    for d in h.levels:
+        p = Path(d)
+        if h.version == 2:
+            if not (p / "memory.max").exists():
+                continue
+            levels.append(MemLevel(d, memory_bytes(read_int(p / "memory.max")),
+                                   memory_bytes(read_int(p / "memory.high"))))
+        else:
+            raw = read_int(p / "memory.limit_in_bytes")
+            if raw is None:
+                continue
+            levels.append(MemLevel(d, memory_bytes(raw)))
+    return levels
+
+
+def binding_memory_level(levels: list[MemLevel]) -> MemLevel | None:
+    limited = [lv for lv in levels if lv.limit is not None]
+    return min(limited, key=lambda lv: lv.limit or 0) if limited else None
+
+
+def read_throttling(directory: str | Path) -> Throttling | None:
+    """``cpu.stat`` of one level: v1 counts ``throttled_time`` in ns, v2 ``throttled_usec``."""
+    stat = read_keyed(Path(directory) / "cpu.stat")
+    if "nr_periods" not in stat:
+        return None
+    t_s = stat["throttled_usec"] / 1e6 if "throttled_usec" in stat else stat.get("throttled_time", 0) / 1e9
+    return Throttling(stat["nr_periods"], stat.get("nr_throttled", 0), t_s)
+
+
+CONTROLLERS = ("cpu", "cpuacct", "memory", "cpuset", "pids")
+
+
+@dataclass
+class PidCgroups:
+    """Where one PID's cgroups are, and the limits that bind it."""
+
+    pid: int | None  # None: this process
+    cgroup_text: str  # /proc/PID/cgroup as read
+    hierarchies: dict[str, Hierarchy]
+    fs: str  # the filesystem root the chosen mounts were resolved under ("/" or /proc/PID/root)
+    view: str  # "own" (this process's cgroup mounts) or "target" (the target's, through /proc/PID/root)
+
+    def get(self, controller: str) -> Hierarchy | None:
+        return self.hierarchies.get(controller)
+
+    def cpu_quota(self) -> CpuQuota | None:
+        h = self.get("cpu")
+        levels = cpu_levels(h)
+        best = binding_cpu_level(levels)
+        if h is None or best is None or best.limit is None or best.quota_us is None or best.period_us is None:
+            return None
+        return CpuQuota(best.limit, best.quota_us, best.period_us, best.path, h.version, levels)
+
+    def memory_limit(self) -> MemoryLimit | None:
+        h = self.get("memory")
+        levels = memory_levels(h)
+        best = binding_memory_level(levels)
+        if h is None or best is None or best.limit is None:
+            return None
+        return MemoryLimit(best.limit, best.path, h.version, levels)
+
+    def throttle_level(self) -> str | None:
+        """The directory whose ``cpu.stat`` counts this PID's throttling: where the quota binds, else the leaf."""
+        q = self.cpu_quota()
+        if q is not None:
+            return q.level
+        h = self.get("cpu")
+        return h.leaf if h is not None and h.visible else None
+
+    def throttling(self) -> Throttling | None:
+        level = self.throttle_level()
+        return read_throttling(level) if level is not None else None
+
+
+def for_pid(procfs: ProcFS, pid: int | None = None, *, roots: Roots | None = None,
+            controllers: tuple[str, ...] = CONTROLLERS) -> PidCgroups:
+    """Locate the cgroups of ``pid`` (None: this process) as ``procfs`` sees them.
+
+    With ``roots`` the mounts are those of ``pid`` resolved under ``roots.fs`` (captured trees).
+    Otherwise this process's own cgroup mounts are tried first (on the live /proc: they show every
+    ancestor), then the target's own mounts through ``/proc/PID/root``; per controller the view
+    showing more levels wins.  Raises TargetNotFound / PermissionDenied when /proc/PID/cgroup
+    cannot be read.
+    """
+    who: int | str = pid if pid is not None else "self"
+    cg_text = procfs.read_text(who, "cgroup")
+    if roots is not None:
+        mi = procfs.read_text(who, "mountinfo")
+        return PidCgroups(pid, cg_text, locate(cg_text, mi, roots, controllers), roots.fs, "target")
+    views: list[tuple[str, str, str]] = []  # (view, mountinfo of, fs root)
+    if pid is None or procfs.is_live:
+        views.append(("own", "self", "/"))
+    if pid is not None:
+        views.append(("target", str(pid), str(procfs.path(pid, "root"))))
+    best: dict[str, Hierarchy] = {}
+    chosen: dict[str, tuple[str, str]] = {}
+    for view, whose, fs in views:
+        try:
+            mi = procfs.read_text(whose, "mountinfo")
+        except ObskitError:
+            continue
+        found = locate(cg_text, mi, Roots(proc=str(procfs.root), fs=fs), controllers)
+        for ctrl, h in found.items():
+            if not Path(h.leaf).is_dir():
+                continue  # these mounts do not hold the target's cgroup (another cgroup namespace)
+            if ctrl not in best or len(h.levels) > len(best[ctrl].levels):
+                best[ctrl] = h
+                chosen[ctrl] = (view, fs)
+    main = chosen.get("cpu") or chosen.get("memory") or chosen.get("unified") or (views[0][0], views[0][2])
+    return PidCgroups(pid, cg_text, best, main[1], main[0])

@@ -1,8 +1,8 @@
 """Every Python process visible from here, as a tree of masters and workers (no attaching).
 
 Facts come from /proc (:mod:`obskit.proc`); CPU % from two readings of each process's
-CPU time ``interval`` seconds apart (psutil), taken for all processes at once so the
-whole listing costs one interval, not one per process.
+CPU time ``interval`` seconds apart, taken for all processes at once so the whole listing
+costs one interval, not one per process.
 """
 
 from __future__ import annotations
@@ -93,46 +93,30 @@ def _facts(fs: ProcFS, pid: int) -> ProcessFacts | None:
         return None
 
 
-def cpu_percents(pids: list[int], interval: float, sleep: Callable[[float], None] = time.sleep) -> dict[int, float]:
+def cpu_percents(fs: ProcFS, pids: list[int], interval: float,
+                 sleep: Callable[[float], None] = time.sleep) -> dict[int, float]:
     """CPU % of each pid over ``interval`` seconds (100 = one full core); missing pids exited."""
     if interval <= 0 or not pids:
         return {}
-    import psutil
-
-    procs: dict[int, psutil.Process] = {}
-    before: dict[int, float] = {}
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            t = p.cpu_times()
-        except (psutil.Error, OSError):
-            continue
-        procs[pid] = p
-        before[pid] = t.user + t.system
+    before = fs.cpu_seconds_of(pids)
     start = time.monotonic()
     sleep(interval)
     elapsed = max(time.monotonic() - start, 1e-6)
-    out: dict[int, float] = {}
-    for pid, p in procs.items():
-        try:
-            t = p.cpu_times()
-        except (psutil.Error, OSError):
-            continue
-        out[pid] = round(max(0.0, (t.user + t.system - before[pid]) / elapsed * 100), 1)
-    return out
+    after = fs.cpu_seconds_of(list(before))
+    return {pid: round(max(0.0, (after[pid] - cpu) / elapsed * 100), 1) for pid, cpu in before.items() if pid in after}
 
 
 def collect(
     *,
     include_all: bool = False,
     interval: float = 0.3,
-    proc_root: str = "/proc",
+    procfs: ProcFS | None = None,
     pid_filter: list[int] | None = None,
 ) -> PsReport:
-    fs = ProcFS(proc_root)
+    fs = procfs or ProcFS()
     facts, visible, unreadable = gather_facts(fs, python_only=not include_all)
     classify_roles(facts)
-    me = os.getpid() if proc_root == "/proc" else None
+    me = os.getpid() if fs.is_live else None
     chosen = {pid: f for pid, f in facts.items() if (include_all or f.is_python) and pid != me}
     if pid_filter:
         keep: set[int] = set()
@@ -140,8 +124,8 @@ def collect(
             keep.add(pid)
             keep.update(_descendants(facts, pid))
         chosen = {pid: f for pid, f in chosen.items() if pid in keep}
-    live = proc_root == "/proc"
-    cpu = cpu_percents(sorted(chosen), interval) if live else {}
+    live = fs.is_live
+    cpu = cpu_percents(fs, sorted(chosen), interval) if live else {}
     now = time.time()
     entries: list[PsEntry] = []
     for pid, depth in _tree_order(chosen):
