@@ -40,8 +40,6 @@ class PythonBelow:
 class Resolved:
     """What a command attaches to, for the PID it was given."""
 
-    SCHEMA = "obskit.target/1"
-
     given: int
     pid: int  # the Python process to attach to (``given`` when it runs Python or nothing is below it)
     given_name: str = ""  # the wrapper's name (comm), e.g. tini

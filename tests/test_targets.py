@@ -60,6 +60,9 @@ def test_sh_c_wrapping_python_is_followed(cli: Callable[..., Result]) -> None:
         assert r.exit_code == 0, r.stderr
         assert [p["pid"] for p in json.loads(r.stdout)["processes"]] == [py]
         assert f"following python pid {py}" in r.stderr and r.stderr.count("\n") == 1
+        # the doctor checks the process the attaching commands would attach to
+        d = cli("doctor", "--pid", str(sh.pid), "--json", "-o", "/tmp")
+        assert json.loads(d.stdout)["pid"] == py and f"following python pid {py}" in d.stderr
         # mem takes any PID: it reports the wrapper and names the Python process below it
         m = cli("mem", "--pid", str(sh.pid), "--json", "--no-agent")
         assert m.exit_code == 0, m.stderr
@@ -89,7 +92,7 @@ def test_bash_with_two_unrelated_pythons_is_a_usage_error(tmp_path: Path, cli: C
         assert len(kids) == 2
         res = resolve(bash.pid)
         assert res.ambiguous and [c.pid for c in res.candidates] == kids and res.pid == bash.pid
-        for command in (["stacks"], ["top", "--once"], ["gc"], ["profile", "record", "-o", str(tmp_path / "p.html")]):
+        for command in (["stacks"], ["top", "--once"], ["gc"], ["doctor"], ["profile", "record", "-o", str(tmp_path / "p.html")]):
             r = cli(*command, "--pid", str(bash.pid))
             assert r.exit_code == ExitCode.USAGE, (command, r.stderr)
             lines = r.stderr.strip().splitlines()
