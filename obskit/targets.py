@@ -125,7 +125,7 @@ def python_below(fs: ProcFS, top: ProcessFacts) -> list[PythonBelow]:
     """The Python processes below ``top`` with no Python process between them and it, in PID order."""
     kids = fs.children_map()
     # obskit itself, run from a shell under the given PID, is not a candidate (nor what it started)
-    mine = {os.getpid()} if fs.root == ProcFS().root else set()
+    mine = {os.getpid()} if fs.is_live else set()
     facts: dict[int, ProcessFacts] = {top.pid: top}
     roots: list[int] = []
     todo = list(kids.get(top.pid, []))
