@@ -218,3 +218,49 @@ def test_multiline_command_stays_on_one_line(spawn_python: Callable[..., Target]
     following = r.stdout.splitlines()[r.stdout.splitlines().index(line) + 1]
     assert "import time print('ready', flush=True) time.sleep(120)" in following
     assert not any(ln.startswith(("print(", "time.sleep")) for ln in r.stdout.splitlines())
+
+
+# -- from a debug container: another cgroup namespace and mount namespace, the same PID namespace --------
+DEBUG_MOUNTS = ("mount -t tmpfs tmpfs /sys/fs/cgroup && mkdir /sys/fs/cgroup/cpu /sys/fs/cgroup/memory"
+                " && mount -t cgroup -o cpu cgroup /sys/fs/cgroup/cpu"
+                " && mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory && exec \"$@\"")
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_quota_from_a_debug_container_reports_the_targets_limits(cgroup: Cgroup) -> None:
+    """As `kubectl debug --target`: obskit runs in its own cgroup namespace (rooted at a sibling
+    cgroup with limits of its own) and mounts its own cgroup filesystem, so the target's cgroup reads
+    ``/../…`` and is not under this /sys/fs/cgroup; the target's limits are still the ones reported."""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) (util-linux)")
+    target, debug = Cgroup(), Cgroup()
+    target.name, debug.name = f"{cgroup.name}/target", f"{cgroup.name}/debug"
+    target.dirs = [CG / c / target.name for c in CONTROLLERS]
+    debug.dirs = [CG / c / debug.name for c in CONTROLLERS]
+    target.create()
+    debug.create()
+    try:
+        target.write("cpu", "cpu.cfs_quota_us", 30_000)
+        target.write("memory", "memory.limit_in_bytes", 300 << 20)
+        debug.write("cpu", "cpu.cfs_quota_us", 10_000)
+        debug.write("memory", "memory.limit_in_bytes", 256 << 20)
+        proc = subprocess.Popen([sys.executable, "-u", "-c", "import time\nprint('ready', flush=True)\ntime.sleep(120)"],
+                                stdout=subprocess.PIPE, text=True, preexec_fn=target.enter)
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+        r = subprocess.run(
+            ["unshare", "--cgroup", "--mount", "--propagation", "private", "sh", "-c", DEBUG_MOUNTS, "sh",
+             sys.executable, "-m", "obskit", "quota", "--pid", str(proc.pid), "--window", "0", "--json"],
+            capture_output=True, text=True, timeout=120, preexec_fn=debug.enter)
+        proc.kill()
+        proc.wait(10)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["cpu"]["limit"] == pytest.approx(0.3) and doc["memory"]["limit"] == 300 << 20
+        assert doc["cpu"]["limiting_level"].startswith(f"/proc/{proc.pid}/root/sys/fs/cgroup/cpu/")
+        assert doc["cpu"]["limiting_level"].endswith("/target")
+    finally:
+        target.destroy()
+        debug.destroy()

@@ -141,13 +141,9 @@ def thread_syscall(fs: ProcFS, pid: int, tid: int, machine: str | None = None) -
     A thread just let go by the sampler's stop is briefly "running" on its way back into the
     system call it was blocked in, so "running" is read again a few times before it is believed.
     """
-    path = fs.path(pid, "task", str(tid), "syscall")
-    text: list[str] = []
+    text: list[str] | None = None
     for attempt in range(4):
-        try:
-            text = path.read_text().split()
-        except OSError:
-            return None
+        text = fs.syscall(pid, tid)
         if not text or text[0] != "running":
             break
         if attempt < 3:
@@ -185,26 +181,19 @@ def context_switches(fs: ProcFS, pids: list[int]) -> Switches:
     out: Switches = {}
     for pid in pids:
         try:
-            tids = os.listdir(fs.path(pid, "task"))
-        except OSError:
+            tids = fs.tasks(pid)
+        except ObskitError:
             continue
         for tid in tids:
-            n = _switches(fs.path(pid, "task", tid, "status"))
-            if n is not None and tid.isdigit():
-                out[(pid, int(tid))] = n
+            status = fs.task_status(pid, tid)
+            if status is not None:
+                out[(pid, tid)] = _switches(status)
     return out
 
 
-def _switches(path: Path) -> int | None:
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    total = 0
-    for line in text.splitlines():
-        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-            total += int(line.split()[1])
-    return total
+def _switches(status: dict[str, str]) -> int:
+    values = (status.get(k, "0").split()[:1] for k in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
+    return sum(int(v[0]) for v in values if v and v[0].isdigit())
 
 
 class SourceLines:
