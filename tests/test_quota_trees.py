@@ -293,7 +293,7 @@ def test_render_says_one_worker_not_one_workers() -> None:
     from obskit.quota.render import render
 
     buf = io.StringIO()
-    render(collect(4101, 0, tree("v2-k8s-container")), Console(file=buf, width=400, highlight=False))
+    Console(file=buf, width=400, highlight=False).print(render(collect(4101, 0, tree("v2-k8s-container"))))
     text = buf.getvalue()
     assert "fits: 1 worker — by CPU" in text and "1 workers" not in text
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from obskit.output import escape, human_bytes
 
 from .model import QuotaReport
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import RenderableType
 
 _SEV = {"error": "[bold red]ERROR[/]", "warn": "[yellow]WARN[/]", "info": "[cyan]info[/]"}
 
@@ -22,9 +22,30 @@ def _cores(x: float | None) -> str:
     return "none" if x is None else f"{x:g} CPU"
 
 
-def render(report: QuotaReport, con: Console) -> None:
+class _Lines:
+    """Collects the view's parts; a line too long for the terminal is left for it to wrap (print with crop=False)."""
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+
+    def print(self, item: Any = "", soft_wrap: bool = False) -> None:
+        from rich.text import Text
+
+        if isinstance(item, str):
+            text = Text.from_markup(item)
+            if soft_wrap:
+                text.no_wrap, text.overflow = True, "ignore"
+            self.parts.append(text)
+        else:
+            self.parts.append(item)
+
+
+def render(report: QuotaReport) -> RenderableType:
+    """The terminal view of a quota report (print it with ``crop=False``: long lines are left to the terminal)."""
+    from rich.console import Group
     from rich.table import Table
 
+    con = _Lines()
     r = report
     cpu, mem, ev = r.cpu, r.memory, r.evidence
     head = f"[bold]obskit quota[/] cgroup {r.cgroup_version}, view {escape(r.view)}"
@@ -132,3 +153,4 @@ def render(report: QuotaReport, con: Console) -> None:
             con.print(f"       {escape(rec.formula)} — {escape(rec.reason)}", soft_wrap=True)
     for w in r.warnings:
         con.print(f"[yellow]note:[/] {escape(w)}", soft_wrap=True)
+    return Group(*con.parts)

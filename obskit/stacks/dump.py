@@ -373,7 +373,13 @@ def gil_findings(dumps: list[list[ThreadInfo]]) -> list[Finding]:
         t = holders[-1][key]
         where = t.frames[0].label() if t.frames else "?"
         others = sum(1 for x in dumps[-1] if x.pid == t.pid) - 1
-        if len(dumps) > 1:
+        if others == 0:
+            when = f"in all {len(dumps)} dumps" if len(dumps) > 1 else "during the dump"
+            msg = (f"{t.display} held the GIL {when} (in {where}); it is the only Python thread of process "
+                   f"{t.pid}, so no other thread waits for the GIL: CPU-bound Python (`obskit profile record` "
+                   "shows where the time goes)")
+            out.append(Finding("info", "gil_held", t.pid, msg, [t.display]))
+        elif len(dumps) > 1:
             msg = f"{t.display} held the GIL in all {len(dumps)} dumps (in {where}); {others} other thread(s) of process {t.pid} cannot run Python meanwhile"
             out.append(Finding("warning", "gil_held", t.pid, msg, [t.display]))
         else:
