@@ -80,8 +80,8 @@ def render(report: QuotaReport) -> RenderableType:
                   f"max {r.pids.limit if r.pids.limit is not None else 'unlimited'} (threads count)")
     con.print(t)
 
-    e = Table(title=f"Evidence over {ev.window_s:g}s", title_justify="left", show_edge=False, box=None,
-              pad_edge=False)
+    title = f"Evidence over {ev.window_s:g}s" if ev.window_s > 0 else "Evidence (window skipped: counters since start only)"
+    e = Table(title=title, title_justify="left", show_edge=False, box=None, pad_edge=False)
     e.add_column("", style="bold")
     e.add_column("window")
     e.add_column("since start", overflow="fold")
@@ -89,8 +89,9 @@ def render(report: QuotaReport) -> RenderableType:
     if ev.cpu_usage_of_limit is not None:
         use += f" ({ev.cpu_usage_of_limit:.0%} of limit)"
     e.add_row("CPU used", use, "")
-    if ev.window is not None and ev.lifetime is not None:
-        e.add_row("throttled", f"{ev.window.throttled}/{ev.window.periods} periods ({_pct(ev.throttle_ratio)}), "
+    if ev.lifetime is not None:
+        e.add_row("throttled", "-" if ev.window is None else
+                  f"{ev.window.throttled}/{ev.window.periods} periods ({_pct(ev.throttle_ratio)}), "
                   f"{ev.window.throttled_s:.2f}s",
                   f"{ev.lifetime.throttled}/{ev.lifetime.periods} ({_pct(ev.lifetime_throttle_ratio)}), "
                   f"{ev.lifetime.throttled_s:.1f}s")
@@ -118,7 +119,7 @@ def render(report: QuotaReport) -> RenderableType:
             con.print(line, soft_wrap=True)
             con.print(f"      [dim]{escape(' '.join(s.command.split())[:100])}[/]", soft_wrap=True)  # `python -c` code has newlines
             if s.kind != "python":
-                con.print(f"      workers: {escape(s.workers.explanation)}", soft_wrap=True)
+                con.print(f"      workers: {escape(s.workers.provenance)}", soft_wrap=True)
             if s.native_threads:
                 con.print(f"      native threads: {escape(s.native_threads.explanation)}", soft_wrap=True)
             m = s.memory
