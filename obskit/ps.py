@@ -233,7 +233,8 @@ class _PsView:
         from rich.text import Text
 
         for line, style in _ps_lines(self.report, options.max_width):
-            yield Text(line, style=style, no_wrap=True, overflow="ignore")
+            # Table lines are laid out to the width already; the notes wrap.
+            yield Text(line, style=style, no_wrap=True, overflow="ignore") if style != "dim" else Text(line, style)
 
 
 def _ps_lines(report: PsReport, width: int) -> Iterator[tuple[str, str]]:
@@ -243,7 +244,7 @@ def _ps_lines(report: PsReport, width: int) -> Iterator[tuple[str, str]]:
     if not report.processes:
         what = "processes" if report.all else "Python processes"
         yield (f"No {what} visible ({report.visible} processes in /proc). "
-               "From another container, share the PID namespace (`obskit doctor` explains how).", "")
+               "From another container, share the PID namespace (`obskit doctor` explains how).", "dim")
         return
     containers = any(e.container_id for e in report.processes)
     headers = ["PID", "ROLE", "PY", "CPU%", "RSS", "THR", "UP", "USER"] + (["CONTAINER"] if containers else [])

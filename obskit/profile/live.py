@@ -284,7 +284,8 @@ def _function_table(rows: list[tuple[TopFunction, TopFunction | None]], title: s
     table.add_column("%Total", justify="right")
     table.add_column("Own", justify="right")
     table.add_column("Total", justify="right")
-    table.add_column("Function (file:line)", no_wrap=True, overflow="ellipsis")
+    # The function name identifies a row: it wraps (file:line goes to the next line) rather than being cut.
+    table.add_column("Function (file:line)", overflow="fold", ratio=1)
     for f, cum in rows:
         own = cum.self_samples if cum is not None else f.self_samples
         tot = cum.total_samples if cum is not None else f.total_samples

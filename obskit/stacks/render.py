@@ -72,7 +72,7 @@ def worker_table(report: StacksReport) -> RenderableType:
     from rich.table import Table
 
     stuck = Counter(s.pid for s in report.watch.stuck) if report.watch is not None else Counter()
-    table = Table(title="Workers", title_justify="left", title_style="bold", box=None, pad_edge=False,
+    table = Table(title=f"Workers (target {report.pid} first)", title_justify="left", title_style="bold", box=None, pad_edge=False,
                   header_style="bold")
     table.add_column("PID", no_wrap=True)
     table.add_column("threads", justify="right")
@@ -81,13 +81,13 @@ def worker_table(report: StacksReport) -> RenderableType:
     table.add_column("I/O", justify="right")
     table.add_column("idle", justify="right")
     table.add_column("stuck", justify="right")
-    table.add_column("where the hot threads are", overflow="fold")
+    table.add_column("hot in", overflow="fold")
     for p in report.processes:
         c = Counter(t.state for t in p.threads)
         hot = [t for t in p.threads if t.state is ThreadState.RUNNING]
         where = Counter(t.frames[0].label() for t in hot if t.frames)
         spots = ", ".join(f"{escape(label)}" + (f" ×{n}" if n > 1 else "") for label, n in where.most_common(2))
-        table.add_row(str(p.pid) + (" (target)" if p.pid == report.pid else ""), str(p.thread_count),
+        table.add_row(str(p.pid), str(p.thread_count),
                       _n(c[ThreadState.RUNNING], "bold green"), _n(c[ThreadState.WAITING_LOCK], "bold red"),
                       _n(c[ThreadState.BLOCKED_IO], "yellow"), str(sum(c[s] for s in _IDLE)),
                       _n(stuck[p.pid], "bold red") if report.watch is not None else "-", spots or "[dim]-[/]")
