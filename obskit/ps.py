@@ -76,16 +76,12 @@ _PY_EXE = re.compile(rb"(python|pypy)[\d.]*$")
 
 def _maybe_python(fs: ProcFS, pid: int) -> bool:
     """Cheap pre-filter: a Python-looking exe, or "python" anywhere in the mapped files."""
+    exe = fs.exe(pid)
+    if exe and _PY_EXE.search(exe.encode().rsplit(b"/", 1)[-1]):
+        return True
     try:
-        exe = os.readlink(fs.path(pid, "exe")).encode()
-        if _PY_EXE.search(exe.rsplit(b"/", 1)[-1]):
-            return True
-    except OSError:
-        pass
-    try:
-        with open(fs.path(pid, "maps"), "rb") as f:
-            return b"python" in f.read()
-    except OSError:
+        return b"python" in fs.read_bytes(pid, "maps")
+    except (ObskitError, OSError):
         return True  # unreadable: let the full read decide and count it
 
 

@@ -619,10 +619,17 @@ def _cpus(fs: ProcFS, pid: int) -> int:
 
     from obskit import cgroups
 
+    n = 0
     try:
-        n = len(os.sched_getaffinity(pid))
-    except OSError:
-        n = os.cpu_count() or 1
+        if fs.is_live:
+            n = len(os.sched_getaffinity(pid))
+        else:
+            from obskit.cgroups import parse_cpu_list
+
+            n = len(parse_cpu_list(fs.status(pid).get("Cpus_allowed_list")))
+    except (OSError, ObskitError):
+        pass
+    n = n or os.cpu_count() or 1
     try:
         quota = cgroups.for_pid(fs, pid, controllers=("cpu",)).cpu_quota()
     except ObskitError:  # the quota is a refinement; without it the affinity stands
