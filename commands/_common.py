@@ -24,13 +24,21 @@ ProcRootOpt = Annotated[str, typer.Option("--proc-root", hidden=True, help="Root
 
 
 def emit(result: Any, as_json: bool, render: Any = None) -> None:
-    """Print ``result`` as JSON, or hand it to ``render`` (a function of the result) for people."""
+    """Print ``result`` as JSON, or its terminal view for people.
+
+    ``render`` is a function of the result from the core; what it returns (a rich renderable) is
+    printed on the shared console.  (Renderers that still print themselves return None.)
+    """
     from obskit.output import emit_json
 
     if as_json or render is None:
         emit_json(result)
-    else:
-        render(result)
+        return
+    view = render(result)
+    if view is not None:
+        from obskit.output import console
+
+        console().print(view)
 
 
 def require_pid(pid: int | None) -> int:

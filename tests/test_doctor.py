@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 from conftest import CAPTURED, Result
 
-from obskit import doctor, pyspy
+from obskit import attach, doctor
 from obskit.attach import preflight
 from obskit.doctor import DoctorContext, run_checks
 from obskit.errors import ExitCode, PermissionDenied, UnsupportedVersion
@@ -186,7 +186,7 @@ def test_output_dir_not_writable(tmp_path: Path) -> None:
 
 def test_sampler_failure_reports_the_doctor_cause(tmp_path: Path) -> None:
     proc = make_tree(tmp_path, me="self_status_docker_default.txt", target="target_status_uid1000.txt")
-    err = pyspy.explain_failure(TARGET, "Error: Operation not permitted (os error 1)\n", proc_root=str(proc))
+    err = attach.explain_failure(TARGET, "Error: Operation not permitted (os error 1)\n", proc_root=str(proc))
     assert isinstance(err, PermissionDenied)
     assert "uid 1000" in err.message and "CAP_SYS_PTRACE" in err.message
     pre = preflight_error(proc)
@@ -195,7 +195,7 @@ def test_sampler_failure_reports_the_doctor_cause(tmp_path: Path) -> None:
     same = tmp_path / "s"
     same.mkdir()
     proc2 = make_tree(same, me="self_status_docker_default.txt", target="target_status_root.txt")
-    err2 = pyspy.explain_failure(TARGET, "Error: Operation not permitted (os error 1)\n", proc_root=str(proc2))
+    err2 = attach.explain_failure(TARGET, "Error: Operation not permitted (os error 1)\n", proc_root=str(proc2))
     assert "seccomp" in err2.message and "unconfined" in err2.hint
 
 

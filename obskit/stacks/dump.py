@@ -492,7 +492,7 @@ def collect(
     on_dump: Callable[[int, int], None] | None = None,
 ) -> StacksReport:
     """Dump ``pid`` ``count`` times ``interval`` seconds apart and build the report."""
-    from obskit import pyspy
+    from obskit import attach
 
     fs = procfs or ProcFS()
     proc_root = str(fs.root)
@@ -502,9 +502,9 @@ def collect(
 
     def default_dump() -> list[dict[str, Any]]:
         if not subprocesses:
-            return pyspy.dump(pid, locals_=locals_, proc_root=proc_root)
+            return attach.dump(pid, locals_=locals_, proc_root=proc_root)
         # py-spy's `dump --json --subprocesses` prints only the parent: dump each process instead.
-        out = pyspy.dump(pid, locals_=locals_, proc_root=proc_root)
+        out = attach.dump(pid, locals_=locals_, proc_root=proc_root)
         for child in python_descendants(fs, pid):
             out += _dump_worker(child, locals_, proc_root, skipped)
         return out
@@ -583,10 +583,10 @@ def _is_python(fs: ProcFS, pid: int) -> bool:
 
 
 def _dump_worker(pid: int, locals_: bool, proc_root: str, skipped: list[str]) -> list[dict[str, Any]]:
-    from obskit import pyspy
+    from obskit import attach
 
     try:
-        return pyspy.dump(pid, locals_=locals_, proc_root=proc_root, retries=2)
+        return attach.dump(pid, locals_=locals_, proc_root=proc_root, retries=2)
     except ObskitError as e:
         # One worker exiting or refusing must not cost the others' stacks.
         skipped.append(f"{pid}: {e.message}")
