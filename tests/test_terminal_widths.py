@@ -104,3 +104,20 @@ def test_quota_keeps_services_and_findings(width: int) -> None:
     for f in report.findings:
         assert f.title in out, (f.title, out)
     assert "CPU limit" in out and "0.5 CPU" in out
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_doctor_keeps_check_names(width: int) -> None:
+    from obskit.doctor import CheckResult, DoctorReport
+    from obskit.doctor import render as render_doctor
+
+    checks = [CheckResult("target_visible", "pass", "process 4242 is visible in /proc/4242 of this PID namespace"),
+              CheckResult("uid", "fail", "obskit runs as uid 1000, the target as uid 0: ptrace needs the same user",
+                          "run as root, or as uid 0 with CAP_SYS_PTRACE (kubectl debug --profile=general)"),
+              CheckResult("seccomp", "warn", "seccomp filter mode 2 may refuse process_vm_readv",
+                          "run the debug container with --security-opt seccomp=unconfined")]
+    out = text(render_doctor(DoctorReport(4242, checks, False, 6, False)), width)
+    lines = out.splitlines()
+    for c in checks:
+        assert any(c.name in ln.split() for ln in lines), out
+    assert "1 check(s) failed" in out and "(uid)" in out.replace("\n", " ")
