@@ -90,14 +90,14 @@ def _live(session: TopSession, command: str, duration: float, limit: int) -> Non
     keys = _Keys()
     window = None
     try:
-        with keys, Live(render_live(None, session, command, limit), console=out, refresh_per_second=4,
+        with keys, Live(render_live(session.pid, None, [], command, limit), console=out, refresh_per_second=4,
                         transient=False) as live:
             while True:
                 key = keys.read(1.0)
                 if key in ("q", "Q"):
                     break
                 window = session.window()
-                live.update(render_live(window, session, command, limit))
+                live.update(render_live(session.pid, window, session.cumulative_functions(), command, limit))
                 if window.target_exited:
                     break
                 if deadline is not None and time.monotonic() >= deadline:

@@ -295,17 +295,19 @@ def _function_table(rows: list[tuple[TopFunction, TopFunction | None]], title: s
     return table
 
 
-def render_live(w: TopWindow | None, session: TopSession, command: str, limit: int) -> RenderableType:
-    """The live view: header, stats line, sampler line and the function table (windowed and cumulative)."""
+def render_live(pid: int, w: TopWindow | None, cumulative: list[TopFunction], command: str,
+                limit: int) -> RenderableType:
+    """The live view of the last window (None before the first): header, stats line, sampler line and
+    the function table, shares of the window beside ``cumulative`` sample counts since the start."""
     from rich.console import Group
     from rich.text import Text
 
     from obskit.output import escape
 
-    head = Text.from_markup(f"[bold]obskit top[/] · pid {session.pid} · {escape(_one_line(command))}  [dim](q quits)[/]")
+    head = Text.from_markup(f"[bold]obskit top[/] · pid {pid} · {escape(_one_line(command))}  [dim](q quits)[/]")
     if w is None:
         return Group(head, Text("sampling…", style="dim"))
-    cum = {(f.name, f.file): f for f in session.cumulative_functions()}
+    cum = {(f.name, f.file): f for f in cumulative}
     rows = [(f, cum.get((f.name, f.file))) for f in w.functions[:limit]]
     acc = w.sampler
     rate = acc.get("effective_rate") or acc.get("rate")
