@@ -39,14 +39,18 @@ def collect(pid: int | None = None, window: float = 5.0, roots: Roots | None = N
         raise TargetNotFound(f"process {pid} not found", "list processes with `obskit ps`", pid=pid)
     if pid is not None and procfs.is_zombie(pid):
         raise procfs.zombie_error(pid)
-    if pid is not None and not os.access(roots.fs, os.R_OK | os.X_OK):
-        raise PermissionDenied(f"cannot read /proc/{pid}/root", "run as root or with CAP_SYS_PTRACE (kubectl debug "
-                               "--profile=sysadmin)", pid=pid)
     warnings: list[str] = []
     started = time.monotonic()
     located = for_pid(procfs, pid, roots=roots if explicit else None)
     cg_text = located.cgroup_text
     found = located.hierarchies
+    root_readable = os.access(roots.fs, os.R_OK | os.X_OK)
+    if pid is not None and not root_readable and (explicit or not ({"cpu", "memory"} & set(found))):
+        # The target's cgroup is only reachable through its own mounts, and they are refused.
+        raise PermissionDenied(f"cannot read /proc/{pid}/root", "run as root or with CAP_SYS_PTRACE (kubectl debug "
+                               "--profile=sysadmin)", pid=pid)
+    if not explicit and located.view == "own":
+        roots = Roots(proc=roots.proc, fs=located.fs, cgroupfs=roots.cgroupfs)
     if "cpu" not in found and "memory" not in found:
         where = " ".join(cg_text.split())[:200]
         warnings.append(f"no cpu or memory cgroup is visible through the mounts ({where}): budgets are the host's"
