@@ -18,6 +18,7 @@ from .confparse import (
     UVICORN_OPTS,
     gunicorn_config,
     parse_options,
+    read_config,
     split_env_args,
 )
 from .model import Count, Proc, Service, ServiceMemory
@@ -246,8 +247,7 @@ class ConfigReader:
 
     def read(self, pid: int, path: str) -> str | None:
         base = self.procfs.path(pid, "root") if path.startswith("/") else self.procfs.path(pid, "cwd")
-        text = read_text(Path(base) / path.lstrip("/"))
-        return text[:200_000] if text is not None else None
+        return read_config(Path(base) / path.lstrip("/"))
 
 
 def cpu_count_seen(version: str | None, env: dict[str, str], host: int) -> tuple[int, str]:
