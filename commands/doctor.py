@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, emit
+from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, follow_target
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         from obskit.doctor import DoctorContext, render, run_checks
         from obskit.selftrace import span
 
+        if pid is not None:
+            pid = follow_target(pid, proc_root, "doctor").pid  # the process `stacks`/`profile record` would attach to
         ctx = DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root, output_dir=output_dir)
         with span("obskit.doctor", pid=pid or 0) as s:
             report = run_checks(ctx)

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from obskit import pyspy
-from obskit.doctor import ATTACH_CHECKS, KUBECTL_RECIPE, CheckResult, DoctorContext, first_failure, seccomp_suspect
+from obskit.doctor import ATTACH_CHECKS, KUBECTL_RECIPE, DoctorContext, first_failure, seccomp_suspect
 from obskit.errors import (
     ObskitError,
     PermissionDenied,
@@ -51,27 +51,29 @@ def is_permanent(stderr: str) -> bool:
 
 def attach_failure(pid: int, *, proc_root: str = "/proc", sys_root: str = "/") -> ObskitError | None:
     """The first failing attach check for ``pid`` as the error a command raises, or None."""
-    ctx = DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root)
-    result = first_failure(ctx, ATTACH_CHECKS)
-    return None if result is None else _as_error(pid, result)
-
-
-def _as_error(pid: int, result: CheckResult) -> ObskitError:
-    err = result.to_error(pid)
-    if err.exit_code == PermissionDenied.exit_code:
-        err.message = f"cannot attach to process {pid}: {result.message}"
-    elif result.name == "pid_namespace" and isinstance(err, TargetNotFound) and pid > 0:
-        err.message = f"process {pid} not found"
-    return err
+    return _first_error(DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root))
 
 
 def preflight(pid: int, *, proc_root: str = "/proc", sys_root: str = "/") -> ProcessFacts:
     """Facts about ``pid`` if obskit can sample it; otherwise the typed error of the first failing check."""
     ctx = DoctorContext(pid=pid, proc_root=proc_root, sys_root=sys_root)
-    result = first_failure(ctx, ATTACH_CHECKS)
-    if result is not None:
-        raise _as_error(pid, result)
+    err = _first_error(ctx)
+    if err is not None:
+        raise err
     return ctx.facts()
+
+
+def _first_error(ctx: DoctorContext) -> ObskitError | None:
+    assert ctx.pid is not None
+    pid, result = ctx.pid, first_failure(ctx, ATTACH_CHECKS)
+    if result is None:
+        return None
+    err = result.to_error(pid)
+    if isinstance(err, PermissionDenied):
+        err.message = f"cannot attach to process {pid}: {result.message}"
+    elif isinstance(err, TargetNotFound) and result.name == "pid_namespace" and pid > 0:
+        err.message = f"process {pid} not found"  # the fix says where to look (PID namespace, kubectl debug)
+    return err
 
 
 def explain_failure(pid: int | None, stderr: str, *, proc_root: str = "/proc") -> ObskitError:

@@ -84,25 +84,31 @@ class DoctorContext:
     self_pid: str = "self"
     _facts: ProcessFacts | None = field(default=None, repr=False)
 
-    def facts(self) -> ProcessFacts:
-        """What /proc says about the target (read once per context)."""
+    @property
+    def fs(self) -> ProcFS:
+        """The /proc every check reads through (the live one, or a captured tree)."""
         from obskit.proc import ProcFS
 
+        return ProcFS(self.proc_root)
+
+    def facts(self) -> ProcessFacts:
+        """What /proc says about the target (read once per context)."""
         assert self.pid is not None
         if self._facts is None:
-            self._facts = ProcFS(self.proc_root).facts(self.pid)
+            self._facts = self.fs.facts(self.pid)
         return self._facts
 
     @property
     def proc(self) -> Path:
-        return Path(self.proc_root)
+        return self.fs.root
 
     def live(self) -> bool:
-        return self.proc_root == "/proc" and self.self_pid == "self"
+        return self.fs.is_live and self.self_pid == "self"
 
     def read(self, *parts: str) -> str | None:
+        """A file under the proc root (``sys/kernel/...``, ``self/mountinfo``), or None if unreadable."""
         try:
-            return self.proc.joinpath(*parts).read_text()
+            return self.fs.path(*parts).read_text()
         except OSError:
             return None
 
@@ -140,7 +146,7 @@ class DoctorContext:
             return None
 
     def target_visible(self) -> bool:
-        return self.pid is not None and self.proc.joinpath(str(self.pid), "stat").exists()
+        return self.pid is not None and self.pid > 0 and self.fs.exists(self.pid)
 
     def in_kubernetes(self) -> bool:
         if self.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -201,16 +207,14 @@ def check_target_visible(ctx: DoctorContext) -> CheckResult:
     if ctx.pid <= 0:
         return _fail("pid_namespace", f"process {ctx.pid} is not a valid PID", "give a positive PID from `obskit ps`",
                      TargetNotFound)
-    if not ctx.proc.joinpath(str(ctx.pid), "stat").exists():
+    if not ctx.target_visible():
         fix = "check the PID with `obskit ps`"
         if ctx.in_kubernetes():
             fix = f"the target's PID namespace must be shared: `{KUBECTL_RECIPE}` or shareProcessNamespace: true"
         else:
             fix += "; from another container share the PID namespace (`docker run --pid=container:NAME`, `kubectl debug --target=CONTAINER`)"
         return _fail("pid_namespace", f"process {ctx.pid} is not visible from this PID namespace", fix, TargetNotFound)
-    from obskit.proc import ProcFS
-
-    fs = ProcFS(ctx.proc_root)
+    fs = ctx.fs
     if fs.is_zombie(ctx.pid):
         err = fs.zombie_error(ctx.pid)
         return _fail("pid_namespace", err.message, err.hint, TargetExited)
@@ -255,13 +259,12 @@ def check_root_visible(ctx: DoctorContext) -> CheckResult:
 def check_python(ctx: DoctorContext) -> CheckResult:
     """The one check of "does it run Python, in a version the bundled py-spy reads" (doctor and attach)."""
     from obskit import pyspy
-    from obskit.proc import ProcFS
 
     if ctx.pid is None:
         return CheckResult("python", "skip", "no --pid given")
     if not ctx.target_visible():
         return CheckResult("python", "skip", f"process {ctx.pid} not visible")
-    fs = ProcFS(ctx.proc_root)
+    fs = ctx.fs
     try:
         facts = ctx.facts()
     except ObskitError as e:

@@ -376,7 +376,8 @@ def classify_roles(facts: dict[int, ProcessFacts]) -> None:
     for f in facts.values():
         parent = facts.get(f.ppid)
         text = " ".join(f.cmdline[:4]).lower()
-        ptext = " ".join(parent.cmdline[:4]).lower() if parent else ""
+        # Only a Python parent makes a worker: `tini -- gunicorn ...` names gunicorn but is not its master.
+        ptext = " ".join(parent.cmdline[:4]).lower() if parent and parent.is_python else ""
         if "gunicorn" in text:
             if parent is not None and "gunicorn" in ptext:
                 f.role = "gunicorn-worker"

@@ -189,15 +189,18 @@ def send_spans(cfg: TraceConfig, spans: list[SpanRecord], budget: float | None =
         return result
     payload = encode.to_bytes(sampled, cfg.resource)
     if not cfg.endpoint:
+        # The local file: a refused or unwritable file is reported, and the spans are dropped
+        # (the spool is for a collector that is down; flushing would meet the same file).
         try:
             line = (encode.to_json_line(sampled, cfg.resource) + "\n").encode()
             append_span_file(Path(cfg.output), line, private_dir=own_file(cfg))
-            error = ""
+            result.sent = len(sampled)
         except (OSError, ObskitError) as e:
-            error = _file_error(cfg, e)
-    else:
-        problem = cfg.endpoint_problem()
-        error = problem or _send_bounded(cfg, payload, cfg.timeout_s if budget is None else budget)
+            result.error = _file_error(cfg, e)
+            result.dropped = len(sampled)
+        result.seconds = time.monotonic() - started
+        return result
+    error = cfg.endpoint_problem() or _send_bounded(cfg, payload, cfg.timeout_s if budget is None else budget)
     if not error:
         result.sent = len(sampled)
     else:
