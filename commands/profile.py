@@ -238,7 +238,7 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
 
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by the first Ctrl-C or SIGTERM: a recording stops and still writes what it collected."""
+    """An event set by the first Ctrl-C, SIGTERM or SIGHUP: a recording stops and still writes what it collected."""
     import signal
 
     stop = threading.Event()
@@ -248,7 +248,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
             raise KeyboardInterrupt  # a second Ctrl-C: give up writing (py-spy dies with obskit)
         stop.set()
 
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield stop
     finally:

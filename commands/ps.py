@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             if fs.is_zombie(pid):
                 raise fs.zombie_error(pid)
             raise TargetNotPython(f"process {pid} does not run Python", "add --all to list every process", pid=pid)
-        emit(report, as_json, render)
+        emit(report, as_json, _show)
 
 
 def _pids_for(pid: int, proc_root: str) -> list[int]:
@@ -71,58 +71,8 @@ def _pids_for(pid: int, proc_root: str) -> list[int]:
     return [c.pid for c in res.candidates] or [res.pid]
 
 
-def render(report: PsReport) -> None:
-    from obskit.output import console, escape, human_bytes, human_seconds
+def _show(report: PsReport) -> None:
+    from obskit.output import console
+    from obskit.ps import render
 
-    out = console()
-    if not report.processes:
-        what = "processes" if report.all else "Python processes"
-        out.print(f"No {what} visible ({report.visible} processes in /proc). "
-                  "From another container, share the PID namespace (`obskit doctor` explains how).")
-        return
-    containers = any(e.container_id for e in report.processes)
-    headers = ["PID", "ROLE", "PY", "CPU%", "RSS", "THR", "UP", "USER"] + (["CONTAINER"] if containers else []) + ["COMMAND"]
-    rows: list[list[str]] = []
-    for e in report.processes:
-        indent = "  " * (e.depth - 1) + "└─ " if e.depth else ""
-        cells = [
-            f"{indent}{e.pid}",
-            "" if e.role == "plain" else e.role,
-            e.python_version or ("?" if e.is_python else ""),
-            "-" if e.cpu_percent is None else f"{e.cpu_percent:.1f}",
-            human_bytes(e.rss_bytes),
-            str(e.threads),
-            human_seconds(e.uptime_s),
-            e.user or (str(e.uid) if e.uid is not None else "-"),
-        ]
-        if containers:
-            cells.append((e.container_id or "")[:12])
-        cells.append(_short_command(e.command))
-        rows.append(cells)
-    # Plain columns: fixed fields keep their width, only the command line is cut to the terminal.
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:-1])]
-    right = {"CPU%", "RSS", "THR", "UP"}
-
-    def line(cells: list[str]) -> str:
-        parts = [c.rjust(w) if h in right else c.ljust(w) for c, w, h in zip(cells, widths, headers)]
-        head = "  ".join(parts) + "  "
-        room = max(20, out.width - len(head))
-        cmd = cells[-1] if len(cells[-1]) <= room else cells[-1][: room - 1] + "…"
-        return head + cmd
-
-    out.print(f"[bold]{escape(line(headers))}[/]", soft_wrap=True)
-    for r in rows:
-        out.print(escape(line(r)), soft_wrap=True)
-    shown = len(report.processes)
-    note = f"{shown} shown; {report.python} Python of {report.visible} visible processes"
-    if report.unreadable:
-        note += f"; {report.unreadable} unreadable"
-    out.print(f"[dim]{note}[/]")
-
-
-def _short_command(command: str) -> str:
-    """The command line on one line, argv[0] without its directory (the JSON keeps it whole)."""
-    words = command.split()
-    if words and words[0].startswith("/"):
-        words[0] = words[0].rsplit("/", 1)[-1]
-    return " ".join(words)
+    console().print(render(report), crop=False)

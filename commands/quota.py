@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, note_python_below
+
+if TYPE_CHECKING:
+    from obskit.quota.model import QuotaReport
 
 FAIL_LEVELS = ("warn", "error")
 
@@ -57,13 +60,13 @@ def register(app: typer.Typer) -> None:
             s.set_attribute("quota.findings", len(report.findings))
             s.set_attribute("quota.worst", report.worst)
 
-        def render(r: object) -> None:
+        def show(r: QuotaReport) -> None:
             from obskit.output import console
-            from obskit.quota.render import render as draw
+            from obskit.quota.render import render
 
-            draw(report, console())
+            console().print(render(r), crop=False)
 
-        emit(report, as_json, render)
+        emit(report, as_json, show)
         if fail_on is not None:
             order = {"ok": -1, "info": 0, "warn": 1, "error": 2}
             if order[report.worst] >= order[fail_on]:

@@ -133,12 +133,14 @@ def locate(cgroup_text: str, mountinfo_text: str, roots: Roots,
     found: dict[str, Hierarchy] = {}
     for ctrl in controllers:
         line = next((e for e in entries if ctrl in e[1]), None)
-        mount = next((m for m in v1 if ctrl in m.superopts), None)
-        if line is not None and mount is not None:
+        if line is None:
+            continue
+        # A later mount on the same point shadows an earlier one (a debug container's own mounts).
+        for mount in reversed([m for m in v1 if ctrl in m.superopts]):
             h = _hierarchy(ctrl, 1, line[2], mount, roots)
             if h is not None:
                 found[ctrl] = h
-                continue
+                break
     if v2_path is not None:
         for mount in v2:
             h = _hierarchy("unified", 2, v2_path, mount, roots)
@@ -188,10 +190,13 @@ def _hierarchy(ctrl: str, version: int, path: str, mount: Mount, roots: Roots) -
 # -- file readers -----------------------------------------------------------
 
 
+MAX_READ = 4 << 20  # cgroup and /proc files are small; a bound all the same
+
+
 def read_text(path: str | Path) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+            return f.read(MAX_READ)
     except OSError:
         return None
 
@@ -461,32 +466,37 @@ class PidCgroups:
 
 
 def for_pid(procfs: ProcFS, pid: int | None = None, *, roots: Roots | None = None,
-            controllers: tuple[str, ...] = CONTROLLERS) -> PidCgroups:
+            controllers: tuple[str, ...] = CONTROLLERS, own_fs: str | None = None) -> PidCgroups:
     """Locate the cgroups of ``pid`` (None: this process) as ``procfs`` sees them.
 
     With ``roots`` the mounts are those of ``pid`` resolved under ``roots.fs`` (captured trees).
-    Otherwise this process's own cgroup mounts are tried first (on the live /proc: they show every
-    ancestor), then the target's own mounts through ``/proc/PID/root``; per controller the view
-    showing more levels wins.  Raises TargetNotFound / PermissionDenied when /proc/PID/cgroup
-    cannot be read.
+    Otherwise this process's own cgroup mounts (under ``own_fs``, ``/`` on the live /proc) are
+    tried first, as they show every ancestor; then the target's own mounts through
+    ``/proc/PID/root`` and ``/proc/PID/mountinfo`` (a debug container, another cgroup
+    namespace); per controller the view showing more levels wins.  When no path resolves, the
+    target's mounts are searched (bounded) for the directory whose ``cgroup.procs`` lists it.
+    Raises TargetNotFound / PermissionDenied when /proc/PID/cgroup cannot be read.
     """
     who: int | str = pid if pid is not None else "self"
     cg_text = procfs.read_text(who, "cgroup")
     if roots is not None:
         mi = procfs.read_text(who, "mountinfo")
         return PidCgroups(pid, cg_text, locate(cg_text, mi, roots, controllers), roots.fs, "target")
-    views: list[tuple[str, str, str]] = []  # (view, mountinfo of, fs root)
-    if pid is None or procfs.is_live:
-        views.append(("own", "self", "/"))
+    views: list[tuple[str, str, str]] = []  # (view, whose mountinfo, filesystem root)
+    if pid is None or procfs.is_live or own_fs is not None:
+        views.append(("own", "self", own_fs or "/"))
     if pid is not None:
         views.append(("target", str(pid), str(procfs.path(pid, "root"))))
     best: dict[str, Hierarchy] = {}
     chosen: dict[str, tuple[str, str]] = {}
+    target_mounts = ""
     for view, whose, fs in views:
         try:
             mi = procfs.read_text(whose, "mountinfo")
         except ObskitError:
             continue
+        if view == "target":
+            target_mounts = mi
         found = locate(cg_text, mi, Roots(proc=str(procfs.root), fs=fs), controllers)
         for ctrl, h in found.items():
             if not Path(h.leaf).is_dir():
@@ -494,5 +504,63 @@ def for_pid(procfs: ProcFS, pid: int | None = None, *, roots: Roots | None = Non
             if ctrl not in best or len(h.levels) > len(best[ctrl].levels):
                 best[ctrl] = h
                 chosen[ctrl] = (view, fs)
+    if pid is not None and target_mounts and not ({"cpu", "memory"} & set(best)):
+        for ctrl, h in _search(pid, cg_text, target_mounts, str(procfs.path(pid, "root")), controllers).items():
+            best.setdefault(ctrl, h)
+            chosen.setdefault(ctrl, ("target", str(procfs.path(pid, "root"))))
     main = chosen.get("cpu") or chosen.get("memory") or chosen.get("unified") or (views[0][0], views[0][2])
     return PidCgroups(pid, cg_text, best, main[1], main[0])
+
+
+SEARCH_DIRS = 4000  # directories visited at most per mount when a cgroup path does not resolve
+
+
+def _search(pid: int, cg_text: str, mountinfo_text: str, fs: str,
+            controllers: tuple[str, ...]) -> dict[str, Hierarchy]:
+    """The target's cgroup found by content: the directory under its own cgroup mounts whose
+    ``cgroup.procs`` lists ``pid`` (paths that cannot be mapped through mountinfo strings, such as
+    ``/../x`` read from a sibling cgroup namespace)."""
+    entries = parse_cgroup_file(cg_text)
+    out: dict[str, Hierarchy] = {}
+    want = str(pid)
+    for m in parse_mountinfo(mountinfo_text):
+        if m.fstype not in ("cgroup", "cgroup2"):
+            continue
+        version = 2 if m.fstype == "cgroup2" else 1
+        names = ["unified"] if version == 2 else [c for c in controllers if c in m.superopts]
+        if not names or all(n in out for n in names):
+            continue
+        base = Path(fs) / m.mountpoint.lstrip("/")
+        leaf = _find_dir_listing(base, want)
+        if leaf is None:
+            continue
+        levels = [str(leaf)] + [str(p) for p in leaf.parents if p == base or base in p.parents]
+        if version == 1:
+            line = next((e for e in entries if names[0] in e[1]), None)
+        else:
+            line = next((e for e in entries if e[0] == "0" and not e[1]), None)
+        path = line[2] if line else ""
+        for name in names:
+            out[name] = Hierarchy(name, version, path, m.mountpoint, m.root, str(leaf), str(base), levels)
+        if version == 2:
+            available = _read_words(base / "cgroup.controllers") or _read_words(leaf / "cgroup.controllers")
+            for ctrl in controllers:
+                if ctrl not in out and (ctrl in available or (ctrl == "cpuacct" and "cpu" in available)):
+                    out[ctrl] = Hierarchy(ctrl, 2, path, m.mountpoint, m.root, str(leaf), str(base), list(levels))
+    return out
+
+
+def _find_dir_listing(base: Path, pid: str) -> Path | None:
+    todo = [base]
+    seen = 0
+    while todo and seen < SEARCH_DIRS:
+        d = todo.pop(0)
+        seen += 1
+        text = read_text(d / "cgroup.procs")
+        if text is not None and pid in text.split():
+            return d
+        try:
+            todo.extend(sorted(p for p in d.iterdir() if p.is_dir() and not p.is_symlink()))
+        except OSError:
+            continue
+    return None

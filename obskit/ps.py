@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from obskit.errors import ObskitError
 from obskit.proc import ProcessFacts, ProcFS, classify_roles
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 
 
 @dataclass
@@ -72,16 +76,12 @@ _PY_EXE = re.compile(rb"(python|pypy)[\d.]*$")
 
 def _maybe_python(fs: ProcFS, pid: int) -> bool:
     """Cheap pre-filter: a Python-looking exe, or "python" anywhere in the mapped files."""
+    exe = fs.exe(pid)
+    if exe and _PY_EXE.search(exe.encode().rsplit(b"/", 1)[-1]):
+        return True
     try:
-        exe = os.readlink(fs.path(pid, "exe")).encode()
-        if _PY_EXE.search(exe.rsplit(b"/", 1)[-1]):
-            return True
-    except OSError:
-        pass
-    try:
-        with open(fs.path(pid, "maps"), "rb") as f:
-            return b"python" in f.read()
-    except OSError:
+        return b"python" in fs.read_bytes(pid, "maps")
+    except (ObskitError, OSError):
         return True  # unreadable: let the full read decide and count it
 
 
@@ -205,3 +205,149 @@ def _user(uid: int | None) -> str | None:
         except (KeyError, ImportError):
             _users[uid] = None
     return _users[uid]
+
+
+# -- terminal view ---------------------------------------------------------------------------------
+# Columns dropped first when the terminal is narrow (the PID and the command always stay).
+_DROP_ORDER = ("CONTAINER", "USER", "UP", "THR", "RSS", "PY", "ROLE", "CPU%")
+_RIGHT = {"CPU%", "RSS", "THR", "UP"}
+MIN_COMMAND = 28  # below this the command wraps onto continuation lines rather than being cut
+COMMAND_LINES = 3  # a command longer than this many lines ends in "…" (its start tells processes apart)
+
+
+def render(report: PsReport) -> RenderableType:
+    """The process tree as a table that fits the terminal: less important columns are dropped
+    first, and the command (the part that tells workers apart) wraps instead of being cut."""
+    return _PsView(report)
+
+
+class _PsView:
+    def __init__(self, report: PsReport) -> None:
+        self.report = report
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text
+
+        for line, style in _ps_lines(self.report, options.max_width):
+            # Table lines are laid out to the width already; the notes wrap.
+            yield Text(line, style=style, no_wrap=True, overflow="ignore") if style != "dim" else Text(line, style)
+
+
+def _ps_lines(report: PsReport, width: int) -> Iterator[tuple[str, str]]:
+    from obskit.inert import inert
+    from obskit.output import human_bytes, human_seconds
+
+    if not report.processes:
+        what = "processes" if report.all else "Python processes"
+        yield (f"No {what} visible ({report.visible} processes in /proc). "
+               "From another container, share the PID namespace (`obskit doctor` explains how).", "dim")
+        return
+    containers = any(e.container_id for e in report.processes)
+    headers = ["PID", "ROLE", "PY", "CPU%", "RSS", "THR", "UP", "USER"] + (["CONTAINER"] if containers else [])
+    rows: list[dict[str, str]] = []
+    commands: list[str] = []
+    for e in report.processes:
+        indent = "  " * (e.depth - 1) + "└─ " if e.depth else ""
+        rows.append({
+            "PID": f"{indent}{e.pid}",
+            "ROLE": "" if e.role == "plain" else e.role,
+            "PY": e.python_version or ("?" if e.is_python else ""),
+            "CPU%": "-" if e.cpu_percent is None else f"{e.cpu_percent:.1f}",
+            "RSS": human_bytes(e.rss_bytes),
+            "THR": str(e.threads),
+            "UP": human_seconds(e.uptime_s),
+            "USER": e.user or (str(e.uid) if e.uid is not None else "-"),
+            "CONTAINER": (e.container_id or "")[:12],
+        })
+        commands.append(inert(display_command(e.command)))
+    widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in headers}
+    cols = list(headers)
+    longest = max(len(c) for c in commands)
+
+    def used(cs: list[str]) -> int:
+        return sum(widths[c] + 2 for c in cs)
+
+    for name in _DROP_ORDER:
+        if width - used(cols) >= min(MIN_COMMAND, longest) or name not in cols:
+            continue
+        cols.remove(name)
+    head_w = used(cols)
+    room = max(12, width - head_w)
+
+    def cells(values: dict[str, str]) -> str:
+        return "".join((values[c].rjust(widths[c]) if c in _RIGHT else values[c].ljust(widths[c])) + "  "
+                       for c in cols)
+
+    yield cells({h: h for h in headers}) + "COMMAND", "bold"
+    for r, cmd in zip(rows, commands):
+        first = True
+        for chunk in _wrap(cmd, room, COMMAND_LINES):
+            yield (cells(r) if first else " " * head_w) + chunk, ""
+            first = False
+    shown = len(report.processes)
+    note = f"{shown} shown; {report.python} Python of {report.visible} visible processes"
+    if report.unreadable:
+        note += f"; {report.unreadable} unreadable"
+    dropped = [h for h in headers if h not in cols]
+    if dropped:
+        note += f"; narrow terminal: {', '.join(dropped)} not shown (--json has every field)"
+    yield note, "dim"
+
+
+def _wrap(text: str, width: int, max_lines: int) -> list[str]:
+    """``text`` in at most ``max_lines`` lines of at most ``width``, broken at spaces where possible."""
+    out: list[str] = []
+    while len(text) > width:
+        if len(out) == max_lines - 1:
+            out.append(text[: width - 1] + "…")
+            return out
+        cut = text.rfind(" ", 0, width + 1)
+        if cut <= width // 3:
+            cut = width
+        out.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    out.append(text)
+    return out
+
+
+_PY_NAME = re.compile(r"^(python|pypy)[\d.]*$")
+_PY_FLAGS_WITH_VALUE = {"-X", "-W", "-Q"}
+
+
+def display_command(command: str, path_room: int = 32) -> str:
+    """The part of a command line that tells processes apart, on one line: the script or
+    ``-m module`` of a Python process rather than the interpreter's path, other paths shortened
+    from the left (``…/app/worker.py``).  The JSON keeps the command whole."""
+    words = command.split()
+    if not words:
+        return command
+    if _PY_NAME.match(words[0].rsplit("/", 1)[-1]):
+        i = 1
+        while i < len(words) and words[i].startswith("-") and words[i] not in ("-m", "-c", "-"):
+            i += 2 if words[i] in _PY_FLAGS_WITH_VALUE else 1
+        rest = words[i:]
+        if rest and rest[0] == "-m" and len(rest) > 1:
+            words = [words[0].rsplit("/", 1)[-1], "-m", *rest[1:]]
+        elif rest and rest[0] == "-c":
+            words = [words[0].rsplit("/", 1)[-1], *rest]
+        elif rest:
+            words = rest
+        else:
+            words = [words[0].rsplit("/", 1)[-1]]
+    if words[0].startswith("/"):
+        words[0] = _script_name(words[0], path_room)
+    return " ".join(words)
+
+
+def _script_name(path: str, room: int) -> str:
+    parts = path.split("/")
+    if len(parts) >= 2 and parts[-2] in ("bin", "sbin"):
+        return parts[-1]  # an entry point: /venv/bin/gunicorn is gunicorn
+    if len(path) <= room:
+        return path
+    tail = parts[-1]
+    for part in reversed(parts[1:-1]):
+        if len(part) + len(tail) + 2 > room:
+            break
+        tail = f"{part}/{tail}"
+    return f"…/{tail}"

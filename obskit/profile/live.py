@@ -13,11 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from obskit import cgroups
 from obskit.errors import ObskitError, PermissionDenied, TargetExited, TargetNotFound
 from obskit.proc import ProcFS
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 
 @dataclass
@@ -248,3 +251,88 @@ class TopSession:
             sampler=self.sampler_accounting(),
             target_exited=self.exited,
         )
+
+
+# -- terminal views (rendered from the same TopWindow as --json) ------------------------------------
+def _stats_line(w: TopWindow) -> str:
+    from obskit.output import escape, human_bytes
+
+    threads = sum(p.threads or 0 for p in w.processes if not p.exited)
+    fds = [p.fds for p in w.processes if p.fds is not None]
+    cpu = "-" if w.cpu_percent is None else f"{w.cpu_percent:.0f}%"
+    parts = [f"CPU [bold]{cpu}[/]", f"RSS [bold]{human_bytes(w.rss_bytes)}[/]", f"threads [bold]{threads}[/]",
+             f"fds [bold]{sum(fds) if fds else '-'}[/]"]
+    if len(w.processes) > 1:
+        parts.append(f"processes {sum(not p.exited for p in w.processes)}")
+    t = w.throttle
+    if t is not None:
+        ratio = "-" if t.throttled_ratio is None else f"{t.throttled_ratio:.0%}"
+        style = "bold red" if t.throttled_periods else "green"
+        parts.append(f"throttled [{style}]{ratio}[/] of periods ({t.throttled_s:.2f}s; quota {t.quota_cpus:g} CPUs)")
+    else:
+        parts.append(f"[dim]{escape(w.quota_note)}[/]")
+    return " · ".join(parts)
+
+
+def _function_table(rows: list[tuple[TopFunction, TopFunction | None]], title: str) -> RenderableType:
+    from rich.table import Table
+
+    from obskit.output import escape
+
+    table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left", title_style="dim")
+    table.add_column("%Own", justify="right")
+    table.add_column("%Total", justify="right")
+    table.add_column("Own", justify="right")
+    table.add_column("Total", justify="right")
+    # The function name identifies a row: it wraps (file:line goes to the next line) rather than being cut.
+    table.add_column("Function (file:line)", overflow="fold", ratio=1)
+    for f, cum in rows:
+        own = cum.self_samples if cum is not None else f.self_samples
+        tot = cum.total_samples if cum is not None else f.total_samples
+        short = f.file.rsplit("/", 1)[-1] if f.file else ""
+        table.add_row(f"{f.self_share:.1%}", f"{f.total_share:.1%}", str(own), str(tot),
+                      f"{escape(f.name)} [dim]({escape(short)}:{f.line})[/]")
+    return table
+
+
+def render_live(pid: int, w: TopWindow | None, cumulative: list[TopFunction], command: str,
+                limit: int) -> RenderableType:
+    """The live view of the last window (None before the first): header, stats line, sampler line and
+    the function table, shares of the window beside ``cumulative`` sample counts since the start."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from obskit.output import escape
+
+    head = Text.from_markup(f"[bold]obskit top[/] · pid {pid} · {escape(_one_line(command))}  [dim](q quits)[/]")
+    if w is None:
+        return Group(head, Text("sampling…", style="dim"))
+    cum = {(f.name, f.file): f for f in cumulative}
+    rows = [(f, cum.get((f.name, f.file))) for f in w.functions[:limit]]
+    acc = w.sampler
+    rate = acc.get("effective_rate") or acc.get("rate")
+    sampler = f"{w.samples} samples in {w.duration_s:.1f}s" + (f" · {rate:.0f} Hz" if isinstance(rate, (int, float)) else "")
+    parts: list[Any] = [head, Text.from_markup(_stats_line(w)), Text(sampler, style="dim")]
+    parts += [Text(f"sampler: {msg}", style="yellow") for msg in acc.get("warnings") or []]
+    parts.append(_function_table(rows, "%Own/%Total: last second · Own/Total: samples since start"))
+    return Group(*parts)
+
+
+def render_window(w: TopWindow, command: str) -> RenderableType:
+    """One window (`top --once`): header, stats line and the function table."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from obskit.output import escape
+
+    return Group(
+        Text.from_markup(f"[bold]obskit top[/] · pid {w.pid} · {escape(_one_line(command))}"),
+        Text.from_markup(_stats_line(w)),
+        Text(f"{w.samples} samples in {w.duration_s:.1f}s", style="dim"),
+        _function_table([(f, None) for f in w.functions], "functions by own samples in the window"),
+    )
+
+
+def _one_line(command: str, limit: int = 100) -> str:
+    """The command line on one line: `python -c` code has newlines that would break the header."""
+    return " ".join(command.split())[:limit]

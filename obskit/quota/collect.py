@@ -39,14 +39,18 @@ def collect(pid: int | None = None, window: float = 5.0, roots: Roots | None = N
         raise TargetNotFound(f"process {pid} not found", "list processes with `obskit ps`", pid=pid)
     if pid is not None and procfs.is_zombie(pid):
         raise procfs.zombie_error(pid)
-    if pid is not None and not os.access(roots.fs, os.R_OK | os.X_OK):
-        raise PermissionDenied(f"cannot read /proc/{pid}/root", "run as root or with CAP_SYS_PTRACE (kubectl debug "
-                               "--profile=sysadmin)", pid=pid)
     warnings: list[str] = []
     started = time.monotonic()
     located = for_pid(procfs, pid, roots=roots if explicit else None)
     cg_text = located.cgroup_text
     found = located.hierarchies
+    root_readable = os.access(roots.fs, os.R_OK | os.X_OK)
+    if pid is not None and not root_readable and (explicit or not ({"cpu", "memory"} & set(found))):
+        # The target's cgroup is only reachable through its own mounts, and they are refused.
+        raise PermissionDenied(f"cannot read /proc/{pid}/root", "run as root or with CAP_SYS_PTRACE (kubectl debug "
+                               "--profile=sysadmin)", pid=pid)
+    if not explicit and located.view == "own":
+        roots = Roots(proc=roots.proc, fs=located.fs, cgroupfs=roots.cgroupfs)
     if "cpu" not in found and "memory" not in found:
         where = " ".join(cg_text.split())[:200]
         warnings.append(f"no cpu or memory cgroup is visible through the mounts ({where}): budgets are the host's"
@@ -82,14 +86,18 @@ def collect(pid: int | None = None, window: float = 5.0, roots: Roots | None = N
     t1 = time.monotonic()
     elapsed = t1 - t0
     c1 = read_counters(found, cpu.limiting_level, procfs)
+    # --window 0 skips the window: no rate over a few microseconds (nor over a window cut shorter than MIN_WINDOW).
+    measured = window > 0 and elapsed >= MIN_WINDOW
+    if not measured:
+        elapsed = 0.0
     for p, r in list(raws.items()):
         after = cpu_seconds(procfs, p)
         if after is None:
             if pid is not None and p == pid:
                 warnings.append(f"process {pid} exited during the window")
             continue
-        r.proc.cpu_cores = (after - r.cpu_s) / elapsed if elapsed > 0 else None
-    ev = _evidence(c0, c1, elapsed, cpu.limit)
+        r.proc.cpu_cores = (after - r.cpu_s) / elapsed if measured else None
+    ev = _evidence(c0, c1, elapsed, cpu.limit) if measured else _evidence(c1, c1, 0.0, cpu.limit, windowless=True)
     cpu_h, acct_h = found.get("cpu"), found.get("cpuacct")
     if ev.cpu_usage_cores is None or (cpu_h and acct_h and cpu_h.cgroup_path != acct_h.cgroup_path):
         # cpuacct accounts another cgroup than the quota (separate v1 hierarchies): add up the members.
@@ -162,15 +170,20 @@ def _affinity(procfs: ProcFS, who: int | str, roots: Roots, host: int) -> int:
     return len(cpus) or host
 
 
-def _evidence(c0: Counters, c1: Counters, elapsed: float, limit: float | None) -> Evidence:
+MIN_WINDOW = 0.05  # seconds; below this no rate is computed
+
+
+def _evidence(c0: Counters, c1: Counters, elapsed: float, limit: float | None, windowless: bool = False) -> Evidence:
+    """Rates over the window (from c0 to c1) beside the lifetime counters; ``windowless``: lifetime only."""
     usage = None
     if c0.cpu_usage_s is not None and c1.cpu_usage_s is not None and elapsed > 0:
         usage = max(0.0, (c1.cpu_usage_s - c0.cpu_usage_s) / elapsed)
     win = None
-    if c0.throttle and c1.throttle:
+    if c0.throttle and c1.throttle and not windowless:
         win = Throttling(c1.throttle.periods - c0.throttle.periods, c1.throttle.throttled - c0.throttle.throttled,
                          round(c1.throttle.throttled_s - c0.throttle.throttled_s, 6))
-    delta = {k: v - c0.memory_events.get(k, 0) for k, v in c1.memory_events.items() if k != "under_oom"}
+    delta = {} if windowless else {k: v - c0.memory_events.get(k, 0) for k, v in c1.memory_events.items()
+                                   if k != "under_oom"}
     return Evidence(
         window_s=round(elapsed, 3),
         cpu_usage_cores=round(usage, 4) if usage is not None else None,

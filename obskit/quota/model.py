@@ -15,6 +15,13 @@ class Count:
     source: str  # cmdline | env | config | default | observed
     explanation: str
 
+    @property
+    def provenance(self) -> str:
+        """The explanation with where an explicit value was set: "--workers 6 on the command line"."""
+        where = {"cmdline": " on the command line", "env": " in the environment"}.get(self.source, "")
+        head, sep, rest = self.explanation.partition(": ")
+        return f"{head}{where}{sep}{rest}" if where else self.explanation
+
 
 @dataclass
 class CpuBudget:
