@@ -10,11 +10,13 @@ is therefore nonblocking wherever its samples are valid (shallow stacks), and bl
 at a rate that fits the budget, only where nonblocking samples fail (deep stacks).
 
 In blocking mode py-spy stops the target while it reads the target's memory, so the
-CPU time py-spy spends per sample is (an upper bound of) how long the target is paused
-per sample.  That cost grows with stack depth: ~0.1-0.3 ms on shallow stacks, 5-7 ms at
-50-800 frames (see docs/profile.md).  The predicted pause share is ``pause × rate`` per
-process; the default keeps it under ``max_overhead`` by lowering the rate, and only when
-even the floor rate is too costly does it give up valid samples for speed (nonblocking).
+time py-spy is busy per sample -- running, or waiting for a CPU while the target stays
+stopped -- is (an upper bound of) how long the target is paused per sample.  That cost
+grows with stack depth and with the machine's load: ~0.1-0.3 ms on shallow stacks on a
+quiet machine, 5-40 ms at 300-800 frames (see docs/profile.md).  The predicted pause share
+is ``pause x rate`` per process; the default keeps it under ``max_overhead`` by lowering
+the rate, and only when even the floor rate is too costly does it give up valid samples
+for speed (nonblocking).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The segment runner: one ``py-spy record -f raw`` process, from launch to the profile it wrote.
 
 A :class:`Segment` starts py-spy against a PID at one rate and mode, says when py-spy is
-really sampling (its ``Sampling process`` line), measures py-spy's CPU time (nanosecond
-schedstat) for the pause estimate of blocking mode, and on :meth:`Segment.stop` sends
+really sampling (its ``Sampling process`` line), measures py-spy's busy time (running or
+waiting for a CPU, nanosecond schedstat) for the pause estimate of blocking mode, and on :meth:`Segment.stop` sends
 SIGINT, waits for the file and parses it into a :class:`SegmentResult`.  Segments never
 overlap (the sampler stops one before it starts the next), so every sampled instant is
 counted once.
@@ -49,7 +49,7 @@ class SegmentResult:
     errors: int  # and of failed ones
     t_start: float  # monotonic: py-spy began sampling
     t_stop: float  # monotonic: py-spy was told to stop (or was last seen alive)
-    cpu_ns: int  # py-spy's CPU time from sampling start to stop
+    cpu_ns: int  # py-spy's busy time (running or waiting for a CPU) from sampling start to stop
     problem: str = ""  # why some of the samples could not be read, if so
 
     @property
@@ -58,10 +58,13 @@ class SegmentResult:
 
 
 def schedstat_ns(pid: int, seen: dict[str, int] | None = None) -> int:
-    """CPU time (ns) of every thread of ``pid`` from schedstat: finer than the 10 ms clock ticks of stat.
+    """Time (ns) every thread of ``pid`` spent running *or waiting for a CPU*, from schedstat.
 
-    With ``seen`` (tid -> last figure), threads that have exited since keep their last figure,
-    so the total never goes backwards when py-spy's start-up threads end.
+    In blocking mode the target stays stopped for py-spy's whole turn, including the time
+    py-spy waits for a CPU on a busy machine: on deep stacks that wait is several times its
+    CPU time, so counting CPU alone underestimated the pause tenfold.  With ``seen``
+    (tid -> last figure), threads that have exited since keep their last figure, so the
+    total never goes backwards when py-spy's start-up threads end.
     """
     totals = seen if seen is not None else {}
     try:
@@ -71,8 +74,9 @@ def schedstat_ns(pid: int, seen: dict[str, int] | None = None) -> int:
     for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                totals[tid] = max(totals.get(tid, 0), int(f.read().split()[0]))
-        except (OSError, ValueError, IndexError):  # noqa: PERF203 - a thread that just ended
+                run, wait = f.read().split()[:2]
+                totals[tid] = max(totals.get(tid, 0), int(run) + int(wait))
+        except (OSError, ValueError):  # noqa: PERF203 - a thread that just ended
             continue
     return sum(totals.values())
 
@@ -183,7 +187,7 @@ class Segment:
             self.mark = (time.monotonic(), self.cpu_ns())
 
     def live_pause(self, nproc: int, achieved: float | None) -> float | None:
-        """Pause per sample and process since the mark (blocking: py-spy's CPU time while the target is stopped).
+        """Pause per sample and process since the mark (blocking: py-spy's busy time while the target is stopped).
 
         ``achieved`` (samples taken / asked, from a finished segment) corrects for py-spy falling
         behind; without it whole ticks only are counted, erring towards a lower rate.
