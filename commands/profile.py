@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, follow_target
 
 if TYPE_CHECKING:
     import subprocess
@@ -73,6 +73,9 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give exactly one target: --pid N or -- CMD ARGS...",
                              "e.g. `obskit profile record --pid 1234 -d 10 -o profile.html`")
         outputs = plan_outputs(output or ["profile.html"], fmt)
+        if pid is not None:
+            target = follow_target(pid, proc_root, "profile record")
+            pid, subprocesses = target.pid, subprocesses or target.with_workers
         _record(pid=pid, command=list(command or []), duration=duration, rate=rate, subprocesses=subprocesses, idle=idle,
                 gil=gil, native=native, blocking=blocking, max_overhead=max_overhead / 100.0, outputs=outputs,
                 top=top, as_json=as_json, proc_root=proc_root)
@@ -216,6 +219,7 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
     import sys
 
     from obskit.child import spawn_command, stop_on_signals, terminate
+    from obskit.errors import TargetExited, TargetNotFound
     from obskit.output import info, warn
     from obskit.proc import ProcFS
     from obskit.profile.console import print_report, report
@@ -240,14 +244,19 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
                 first = "" if blocking is False else " (calibrating the sampling rate first)"
                 info(f"recording process {pid} {until}{first}")
 
-            rec = record(pid, config, duration=duration, on_warning=warn, on_started=started, stop_event=stop)
+            try:
+                rec = record(pid, config, duration=duration, on_warning=warn, on_started=started, stop_event=stop)
+            except TargetNotFound:
+                if child is None or child.poll() is None:
+                    raise
+                # The command ran and exited (and was reaped) before the sampler attached: it exited, it was found.
+                raise TargetExited(f"the command exited (status {child.returncode}) before it could be sampled",
+                                   "for a short command profile a longer run", pid=pid) from None
         finally:
             if child is not None:
                 terminate(child)
     prof = rec.profile
     if not prof.total_samples and prof.metadata.end_reason == "target-exited":
-        from obskit.errors import TargetExited
-
         raise TargetExited(f"process {pid} exited before a single sample was taken",
                            "check that the service is running; for a short command profile a longer run", pid=pid)
     written, failed = write_outputs(prof, outputs)

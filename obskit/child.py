@@ -191,14 +191,20 @@ def stop_on_signals() -> Iterator[threading.Event]:
     """
     stop = threading.Event()
 
+    old: dict[int, Any] = {}
+
     def _on_signal(signum: int, frame: object) -> None:
         if stop.is_set():
+            previous = old.get(signum)
+            if callable(previous):
+                previous(signum, frame)  # e.g. the CLI's handler: it notes the signal for the exit code
             raise KeyboardInterrupt
         stop.set()
 
-    old: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for s in STOP_SIGNALS:
+            if signal.getsignal(s) is signal.SIG_IGN:
+                continue  # `nohup obskit ...` asked for SIGHUP to be ignored
             old[s] = signal.signal(s, _on_signal)
     try:
         yield stop

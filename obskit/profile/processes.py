@@ -6,7 +6,6 @@ is alive, so a worker that exits mid-recording keeps its row, its role and its C
 
 from __future__ import annotations
 
-import os
 import time
 
 from obskit.errors import ObskitError
@@ -67,13 +66,7 @@ class ProcessBook:
 
     def update_cpu(self) -> None:
         """CPU seconds of every known process, read while it is alive (an exited one keeps its last figure)."""
-        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        for pid in list(self._cpu_first):
-            try:
-                st = self.fs.stat(pid)
-                self._cpu_last[pid] = (int(st[13]) + int(st[14])) / ticks
-            except (ObskitError, OSError, IndexError, ValueError):  # noqa: PERF203 - it exited meanwhile
-                continue
+        self._cpu_last.update(self.fs.cpu_seconds_of(list(self._cpu_first)))
 
     def label(self, prof: Profile, *, final: bool) -> None:
         """Roles, command lines and (when ``final``) CPU time and exit state of the profile's processes."""

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, NoReturn
 
-from obskit import pyspy
+from obskit import attach, pyspy
 from obskit.errors import ObskitError, TargetExited, Unavailable
 from obskit.proc import ProcFS
 from obskit.profile import safety
@@ -160,6 +160,7 @@ class LiveSampler:
         self._t0 = 0.0
         self._ticks = 0
         self._failed_launch: Segment | None = None
+        self._launching: Segment | None = None
         self._achieved = 1.0  # samples py-spy took / samples asked for, in the last blocking segment
         self._pause_weighted = 0.0  # sum of pause x pauses, for the pause share
         self._warned = 0
@@ -189,6 +190,8 @@ class LiveSampler:
             if seg is None:
                 self._cleanup_failed(self._failed_launch)
         except BaseException:
+            if self._launching is not None and self._launching.running():
+                self._launching.proc.kill()  # interrupted while py-spy was starting
             self._remove_tmp()
             raise
         with self._lock:
@@ -281,7 +284,7 @@ class LiveSampler:
         if seg is None or seg.proc.returncode is None or not seg.output.strip():
             raise Unavailable(f"py-spy did not start sampling process {self.pid} within {START_TIMEOUT:.0f}s",
                               "the machine may be overloaded; re-run with --verbose", pid=self.pid)
-        raise pyspy.explain_failure(self.pid, seg.output, proc_root=str(self.fs.root))
+        raise attach.explain_failure(self.pid, seg.output, proc_root=str(self.fs.root))
 
     def _maintain(self) -> None:
         while not self._stopping.wait(0.1):
@@ -348,7 +351,7 @@ class LiveSampler:
     def _launch_started(self, plan: safety.Plan, attempts: int = 3) -> Segment | None:
         """A new segment that is sampling, or None (then ``_failed_launch`` holds the last failure)."""
         for attempt in range(attempts):
-            seg = self._launch(plan)
+            seg = self._launching = self._launch(plan)
             if seg.wait_started():
                 return seg
             exited_itself = seg.exited_by_itself()
@@ -356,8 +359,7 @@ class LiveSampler:
             self._failed_launch = seg
             # Attaching fails transiently on a busy target ("Failed to suspend process", "Failed to copy
             # PyCodeObject"); a hang, a refusal or a target that has exited will not get better.
-            low = seg.output.lower()
-            permanent = any(x in low for x in ("permission", "not permitted", "python version", "no such"))
+            permanent = attach.is_permanent(seg.output)
             if not exited_itself or permanent or not self.fs.exists(self.pid):
                 break
             time.sleep(0.1 * (attempt + 1))

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 from obskit import pyspy
 from obskit.errors import ObskitError
+from obskit.proc import ProcFS
 from obskit.profile.model import Profile, parse_collapsed
 
+_PROC = ProcFS()  # py-spy is obskit's own child: always in obskit's /proc
 _SAMPLES_RE = re.compile(r"Samples:\s*(\d+)\s+Errors:\s*(\d+)")
 START_TIMEOUT = 20.0  # py-spy start-up on a loaded machine (symbol tables of a big interpreter)
 STOP_TIMEOUT = 20.0  # from SIGINT to "Wrote ...": long raw files of deep stacks take a while
@@ -68,16 +70,13 @@ def schedstat_ns(pid: int, seen: dict[str, int] | None = None) -> int:
     """
     totals = seen if seen is not None else {}
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+        tids = _PROC.tasks(pid)
+    except ObskitError:
         return sum(totals.values())
     for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                run, wait = f.read().split()[:2]
-                totals[tid] = max(totals.get(tid, 0), int(run) + int(wait))
-        except (OSError, ValueError):  # noqa: PERF203 - a thread that just ended
-            continue
+        figures = _PROC.schedstat(pid, tid)
+        if figures is not None:  # None: a thread that just ended
+            totals[str(tid)] = max(totals.get(str(tid), 0), figures[0] + figures[1])
     return sum(totals.values())
 
 

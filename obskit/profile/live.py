@@ -1,9 +1,11 @@
 """`obskit top`: sampled top functions beside process stats and the container's CPU throttling.
 
 A :class:`TopSession` drives the shared :class:`obskit.profile.sampler.LiveSampler`
-(which applies the safe-by-default sampling policy) and reads process stats (psutil)
-and the cgroup's ``cpu.stat`` at the same instants, so each :class:`TopWindow` pairs
-"where the time went" with "how much CPU the process got and how often it was throttled".
+(which applies the safe-by-default sampling policy) and reads process stats (through
+:class:`~obskit.proc.ProcFS`) and the ``cpu.stat`` of the cgroup level whose quota binds
+(:mod:`obskit.cgroups`, as `obskit quota` does) at the same instants, so each
+:class:`TopWindow` pairs "where the time went" with "how much CPU the process got and how
+often it was throttled".
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from obskit.errors import ObskitError, TargetExited
+from obskit import cgroups
+from obskit.errors import ObskitError, PermissionDenied, TargetExited, TargetNotFound
 from obskit.proc import ProcFS
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 
 @dataclass
@@ -41,9 +46,9 @@ class ProcessStats:
 
 @dataclass
 class CpuThrottle:
-    """CFS bandwidth control of the target's cgroup over the window (only when a quota is set)."""
+    """CFS bandwidth control over the window, counted at the cgroup level whose quota binds (only with a quota)."""
 
-    cgroup_dir: str
+    cgroup_dir: str  # the binding level (may be a parent of the target's own cgroup)
     version: int
     quota_cpus: float
     periods: int  # enforcement periods elapsed in the window
@@ -79,78 +84,30 @@ class Sampler(Protocol):
     def stop(self) -> Any: ...
 
 
-# -- cgroup CPU throttling ------------------------------------------------------------------------
-@dataclass
-class _CpuCgroup:
-    directory: Path
-    version: int
-    quota_cpus: float | None
-
-
-def find_cpu_cgroup(pid: int, proc_root: str = "/proc", fs_root: str = "/") -> _CpuCgroup | None:
-    """The directory holding the target's cpu.stat and its quota (v1 ``cpu`` controller or v2)."""
-    from obskit.quota import cgroups
-
-    try:
-        cg_text = Path(proc_root, str(pid), "cgroup").read_text()
-        mi_text = Path(proc_root, "self", "mountinfo").read_text()
-    except OSError:
-        return None
-    found = cgroups.locate(cg_text, mi_text, cgroups.Roots(proc=proc_root, fs=fs_root), controllers=("cpu",))
-    h = found.get("cpu")
-    if h is None or not h.visible:
-        return None
-    # The effective quota is the smallest one on the way up (a pod's limit sits on a parent directory).
-    quota: float | None = None
-    leaf = Path(h.levels[0])
-    for level in h.levels:
-        q = _quota_cpus(Path(level), h.version)
-        if q is not None and (quota is None or q < quota):
-            quota = q
-    return _CpuCgroup(leaf, h.version, quota)
-
-
-def _quota_cpus(d: Path, version: int) -> float | None:
-    from obskit.quota import cgroups
-
-    if version == 1:
-        q = cgroups.read_int(d / "cpu.cfs_quota_us")
-        p = cgroups.read_int(d / "cpu.cfs_period_us")
-        return q / p if q is not None and q > 0 and p else None
-    parsed = cgroups.parse_cpu_max(cgroups.read_text(d / "cpu.max"))
-    if parsed is None or parsed[0] is None:
-        return None
-    return parsed[0] / parsed[1]
-
-
-def read_cpu_stat(d: Path, version: int) -> tuple[int, int, float] | None:
-    """(nr_periods, nr_throttled, throttled seconds) from cpu.stat, or None."""
-    from obskit.quota import cgroups
-
-    stat = cgroups.read_keyed(d / "cpu.stat")
-    if "nr_periods" not in stat:
-        return None
-    throttled = stat.get("throttled_time", 0) / 1e9 if version == 1 else stat.get("throttled_usec", 0) / 1e6
-    return stat["nr_periods"], stat.get("nr_throttled", 0), throttled
-
-
 # -- the session --------------------------------------------------------------------------------------
 class TopSession:
-    def __init__(self, pid: int, *, subprocesses: bool = False, proc_root: str = "/proc",
+    def __init__(self, pid: int, *, subprocesses: bool = False, procfs: ProcFS | None = None,
                  sampler: Sampler | None = None, limit: int = 25,
                  on_warning: Callable[[str], None] | None = None) -> None:
         self.pid = pid
         self.subprocesses = subprocesses
-        self.fs = ProcFS(proc_root)
+        self.fs = procfs or ProcFS()
         self.limit = limit
         self._sampler = sampler
         self._on_warning = on_warning
-        self._procs: dict[int, Any] = {}
         self._cpu_before: dict[int, float] = {}
         self._t_before = 0.0
         self._started_at = 0.0
-        self._cg = find_cpu_cgroup(pid, proc_root)
-        self._cg_before = read_cpu_stat(self._cg.directory, self._cg.version) if self._cg else None
+        self._quota: cgroups.CpuQuota | None = None
+        self._cg_note = "no cgroup cpu controller visible"
+        try:
+            located = cgroups.for_pid(self.fs, pid, controllers=("cpu",))
+        except ObskitError:
+            located = None
+        if located is not None and located.get("cpu") is not None:
+            self._quota = located.cpu_quota()
+            self._cg_note = "no CPU quota on the target's cgroup or its parents"
+        self._cg_before = cgroups.read_throttling(self._quota.level) if self._quota else None
         self.exited = False
         self.total: Any = None  # every window merged: the live view's cumulative columns
 
@@ -211,71 +168,52 @@ class TopSession:
         return pids
 
     def _prime_stats(self) -> None:
-        import psutil
-
         self._t_before = time.monotonic()
-        for pid in self._pids():
-            try:
-                p = self._procs.get(pid) or psutil.Process(pid)
-                t = p.cpu_times()
-            except (psutil.Error, OSError):
-                continue
-            self._procs[pid] = p
-            self._cpu_before[pid] = t.user + t.system
+        self._cpu_before.update(self.fs.cpu_seconds_of(self._pids()))
 
     def _stats(self) -> tuple[list[ProcessStats], float]:
-        import psutil
-
         now = time.monotonic()
         elapsed = max(now - self._t_before, 1e-6)
         out: list[ProcessStats] = []
-        for pid in self._pids():
-            p = self._procs.get(pid)
+        pids = self._pids()
+        for pid in pids:
             try:
-                if p is None:
-                    p = psutil.Process(pid)
-                    self._procs[pid] = p
-                with p.oneshot():
-                    t = p.cpu_times()
-                    cpu_now = t.user + t.system
-                    rss = p.memory_info().rss
-                    threads = p.num_threads()
-                    try:
-                        fds: int | None = p.num_fds()
-                    except (psutil.AccessDenied, AttributeError):
-                        fds = None
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                if self.fs.is_zombie(pid):
+                    raise TargetNotFound(f"process {pid} exited", "", pid=pid)
+                cpu_now = self.fs.cpu_seconds(pid)
+                status = self.fs.status(pid)
+            except (TargetNotFound, TargetExited):
                 out.append(ProcessStats(pid, None, None, None, None, exited=True))
                 if pid == self.pid:
                     self.exited = True
                 continue
-            except (psutil.Error, OSError):
+            except (PermissionDenied, ObskitError):
                 continue
             before = self._cpu_before.get(pid)
             cpu = round(max(0.0, (cpu_now - before) / elapsed * 100), 1) if before is not None else None
             self._cpu_before[pid] = cpu_now
-            out.append(ProcessStats(pid, cpu, rss, threads, fds))
+            rss = status.get("VmRSS")
+            threads = status.get("Threads")
+            out.append(ProcessStats(pid, cpu, int(rss.split()[0]) * 1024 if rss else None,
+                                    int(threads) if threads and threads.isdigit() else None, self.fs.fd_count(pid)))
         self._t_before = now
-        for gone in set(self._procs) - set(self._pids()):
-            self._procs.pop(gone, None)
+        for gone in set(self._cpu_before) - set(pids):
             self._cpu_before.pop(gone, None)
         return out, elapsed
 
     def _throttle(self) -> tuple[CpuThrottle | None, str]:
-        if self._cg is None:
-            return None, "no cgroup cpu controller visible"
-        if self._cg.quota_cpus is None:
-            return None, "no CPU quota on the target's cgroup"
-        now = read_cpu_stat(self._cg.directory, self._cg.version)
+        q = self._quota
+        if q is None:
+            return None, self._cg_note
+        now = cgroups.read_throttling(q.level)
         before, self._cg_before = self._cg_before, now
         if now is None or before is None:
-            return None, f"{self._cg.directory}/cpu.stat not readable"
-        periods = max(0, now[0] - before[0])
-        throttled = max(0, now[1] - before[1])
+            return None, f"{q.level}/cpu.stat not readable"
+        d = now.since(before)
         return (
-            CpuThrottle(str(self._cg.directory), self._cg.version, round(self._cg.quota_cpus, 3), periods, throttled,
-                        round(max(0.0, now[2] - before[2]), 4), round(throttled / periods, 3) if periods else None),
-            f"quota {self._cg.quota_cpus:g} CPUs",
+            CpuThrottle(q.level, q.version, round(q.limit, 3), d.periods, d.throttled, round(d.throttled_s, 4),
+                        round(d.ratio, 3) if d.ratio is not None else None),
+            f"quota {q.limit:g} CPUs",
         )
 
     def _build(self, profile: Any) -> TopWindow:
@@ -314,3 +252,88 @@ class TopSession:
             sampler=self.sampler_accounting(),
             target_exited=self.exited,
         )
+
+
+# -- terminal views (rendered from the same TopWindow as --json) ------------------------------------
+def _stats_line(w: TopWindow) -> str:
+    from obskit.output import escape, human_bytes
+
+    threads = sum(p.threads or 0 for p in w.processes if not p.exited)
+    fds = [p.fds for p in w.processes if p.fds is not None]
+    cpu = "-" if w.cpu_percent is None else f"{w.cpu_percent:.0f}%"
+    parts = [f"CPU [bold]{cpu}[/]", f"RSS [bold]{human_bytes(w.rss_bytes)}[/]", f"threads [bold]{threads}[/]",
+             f"fds [bold]{sum(fds) if fds else '-'}[/]"]
+    if len(w.processes) > 1:
+        parts.append(f"processes {sum(not p.exited for p in w.processes)}")
+    t = w.throttle
+    if t is not None:
+        ratio = "-" if t.throttled_ratio is None else f"{t.throttled_ratio:.0%}"
+        style = "bold red" if t.throttled_periods else "green"
+        parts.append(f"throttled [{style}]{ratio}[/] of periods ({t.throttled_s:.2f}s; quota {t.quota_cpus:g} CPUs)")
+    else:
+        parts.append(f"[dim]{escape(w.quota_note)}[/]")
+    return " · ".join(parts)
+
+
+def _function_table(rows: list[tuple[TopFunction, TopFunction | None]], title: str) -> RenderableType:
+    from rich.table import Table
+
+    from obskit.output import escape
+
+    table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left", title_style="dim")
+    table.add_column("%Own", justify="right")
+    table.add_column("%Total", justify="right")
+    table.add_column("Own", justify="right")
+    table.add_column("Total", justify="right")
+    # The function name identifies a row: it wraps (file:line goes to the next line) rather than being cut.
+    table.add_column("Function (file:line)", overflow="fold", ratio=1)
+    for f, cum in rows:
+        own = cum.self_samples if cum is not None else f.self_samples
+        tot = cum.total_samples if cum is not None else f.total_samples
+        short = f.file.rsplit("/", 1)[-1] if f.file else ""
+        table.add_row(f"{f.self_share:.1%}", f"{f.total_share:.1%}", str(own), str(tot),
+                      f"{escape(f.name)} [dim]({escape(short)}:{f.line})[/]")
+    return table
+
+
+def render_live(pid: int, w: TopWindow | None, cumulative: list[TopFunction], command: str,
+                limit: int) -> RenderableType:
+    """The live view of the last window (None before the first): header, stats line, sampler line and
+    the function table, shares of the window beside ``cumulative`` sample counts since the start."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from obskit.output import escape
+
+    head = Text.from_markup(f"[bold]obskit top[/] · pid {pid} · {escape(_one_line(command))}  [dim](q quits)[/]")
+    if w is None:
+        return Group(head, Text("sampling…", style="dim"))
+    cum = {(f.name, f.file): f for f in cumulative}
+    rows = [(f, cum.get((f.name, f.file))) for f in w.functions[:limit]]
+    acc = w.sampler
+    rate = acc.get("effective_rate") or acc.get("rate")
+    sampler = f"{w.samples} samples in {w.duration_s:.1f}s" + (f" · {rate:.0f} Hz" if isinstance(rate, (int, float)) else "")
+    parts: list[Any] = [head, Text.from_markup(_stats_line(w)), Text(sampler, style="dim")]
+    parts += [Text(f"sampler: {msg}", style="yellow") for msg in acc.get("warnings") or []]
+    parts.append(_function_table(rows, "%Own/%Total: last second · Own/Total: samples since start"))
+    return Group(*parts)
+
+
+def render_window(w: TopWindow, command: str) -> RenderableType:
+    """One window (`top --once`): header, stats line and the function table."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from obskit.output import escape
+
+    return Group(
+        Text.from_markup(f"[bold]obskit top[/] · pid {w.pid} · {escape(_one_line(command))}"),
+        Text.from_markup(_stats_line(w)),
+        Text(f"{w.samples} samples in {w.duration_s:.1f}s", style="dim"),
+        _function_table([(f, None) for f in w.functions], "functions by own samples in the window"),
+    )
+
+
+def _one_line(command: str, limit: int = 100) -> str:
+    """The command line on one line: `python -c` code has newlines that would break the header."""
+    return " ".join(command.split())[:limit]
