@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
                 off_cpu, note = ([], "interrupted: no stacks dump taken") if stop.is_set() else _off_cpu(proc.pid)
             finally:
                 terminate(proc)
-        written, failed = write_outputs(rec.profile, plan)
+        written, failed = write_outputs(rec.profile, plan, keep=True)
         base = report(rec.profile, top=10, outputs=written)
         result = DemoReport(**{f.name: getattr(base, f.name) for f in fields(base)}, off_cpu=off_cpu,
                             off_cpu_note=note)

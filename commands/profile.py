@@ -12,6 +12,7 @@ from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite
 if TYPE_CHECKING:
     import subprocess
 
+    from obskit.errors import ObskitError
     from obskit.profile.console import OutputFile
     from obskit.profile.model import Profile
 
@@ -170,36 +171,46 @@ def _write_checked(path: str, render: Any, writer: Any) -> int:
         raise InputError(f"cannot write {path}: {e.strerror or e}", "check the directory and its permissions") from None
 
 
-def write_outputs(prof: Profile, plan: list[tuple[str, str]]) -> tuple[list[OutputFile], list[str]]:
+def write_outputs(prof: Profile, plan: list[tuple[str, str]], *, keep: bool = False
+                  ) -> tuple[list[OutputFile], list[ObskitError]]:
     """Write every output; one that fails does not stop the others (a recording is not repeatable).
 
-    Returns what was written and one line per failure (already warned about).
+    With ``keep`` (a recording), an output that cannot be written where asked is kept in
+    obskit's state directory (:func:`obskit.state.write_or_keep`).  Returns what was written
+    and one error per failure (each already warned about).
     """
-    from obskit.errors import ObskitError
+    from obskit.errors import InputError, ObskitError
     from obskit.output import warn
     from obskit.profile.console import OutputFile
-    from obskit.profile.formats import write_profile
+    from obskit.profile.formats import render
+    from obskit.safefile import write_bytes
+    from obskit.state import write_or_keep
 
     written: list[OutputFile] = []
-    failed: list[str] = []
+    failed: list[ObskitError] = []
     for path, f in plan:
         try:
-            written.append(OutputFile(path, f, write_profile(prof, path, f)))
+            data = render(prof, f)
+            written.append(OutputFile(path, f, write_or_keep(path, data) if keep else write_bytes(path, data)))
         except OSError as e:  # noqa: PERF203 - one failed output must not stop the others
-            failed.append(f"{path}: {e.strerror or e}")
-            warn(f"cannot write {path}: {e.strerror or e}")
+            failed.append(InputError(f"cannot write {path}: {e.strerror or e}", "check the directory"))
+            warn(failed[-1].message)
         except ObskitError as e:
-            failed.append(f"{path}: {e.message}")
-            warn(f"cannot write {path}: {e.message}")
+            failed.append(e)
+            warn(e.message)
     return written, failed
 
 
-def raise_if_nothing_written(written: list[OutputFile], failed: list[str]) -> None:
-    """After the report is on screen: no output at all is an error (exit 9), some is a warning only."""
-    from obskit.errors import InputError
+def raise_if_nothing_written(written: list[OutputFile], failed: list[ObskitError]) -> None:
+    """After the report is on screen: a result kept elsewhere is exit 11; no output at all exit 9."""
+    from obskit.errors import InputError, ResultKeptElsewhere
 
+    kept = [e for e in failed if isinstance(e, ResultKeptElsewhere)]
+    if kept:
+        raise kept[0]
     if failed and not written:
-        raise InputError(f"no output written ({'; '.join(failed)})", "check the directories and their permissions")
+        raise InputError(f"no output written ({'; '.join(e.message for e in failed)})",
+                         "check the directories and their permissions")
 
 
 def emit_report(result: Any, as_json: bool, render: Any) -> None:
@@ -259,6 +270,6 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
     if not prof.total_samples and prof.metadata.end_reason == "target-exited":
         raise TargetExited(f"process {pid} exited before a single sample was taken",
                            "check that the service is running; for a short command profile a longer run", pid=pid)
-    written, failed = write_outputs(prof, outputs)
+    written, failed = write_outputs(prof, outputs, keep=True)
     emit_report(report(prof, top=top, outputs=written, per_process=subprocesses or None), as_json, print_report)
     raise_if_nothing_written(written, failed)

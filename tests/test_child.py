@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import signal
@@ -105,9 +104,10 @@ def test_watchdog_kills_the_group_when_its_pipe_closes() -> None:
 
 
 def _record_then(sig: int, tmp_path: Path, *args: str) -> tuple[int, str, str]:
-    before = set(glob.glob("/tmp/obskit-profile-*"))
+    own_tmp = tmp_path / "tmpdir"  # obskit's temporary directories go here, and must be gone at the end
+    own_tmp.mkdir()
     p = subprocess.Popen([sys.executable, "-m", "obskit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         stdin=subprocess.DEVNULL, text=True)
+                         stdin=subprocess.DEVNULL, text=True, env={**os.environ, "TMPDIR": str(own_tmp)})
     try:
         assert p.stderr is not None
         seen = ""
@@ -124,7 +124,7 @@ def _record_then(sig: int, tmp_path: Path, *args: str) -> tuple[int, str, str]:
         if p.poll() is None:
             p.kill()
             p.wait()
-    assert set(glob.glob("/tmp/obskit-profile-*")) <= before, "temporary directory left behind"
+    assert not list(own_tmp.iterdir()), "temporary directory left behind"
     return p.returncode, out, seen + err
 
 
@@ -193,3 +193,33 @@ def test_read_only_directory_fails_before_recording(tmp_path: Path) -> None:
             subprocess.run(["umount", str(ro)], capture_output=True)
         else:
             ro.chmod(0o755)
+
+
+@needs_ptrace
+@pytest.mark.slow
+def test_output_lost_at_the_end_is_kept_and_the_table_printed(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    state = tmp_path / "state"
+    script = tmp_path / "spin.py"
+    script.write_text("def hot_spin():\n    x = 0\n    while True:\n        x += 1\nhot_spin()\n")
+    p = subprocess.Popen([sys.executable, "-m", "obskit", "profile", "record", "-d", "4", "-o", str(gone / "p.json"),
+                          "--", sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True,
+                         env={**os.environ, "XDG_STATE_HOME": str(state), "COLUMNS": "120"})
+    try:
+        assert p.stderr is not None
+        end = time.monotonic() + 60
+        while time.monotonic() < end and "recording process" not in p.stderr.readline():
+            pass
+        gone.rmdir()  # the directory disappears while recording
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 11, err
+    assert "hot_spin" in out  # the table is printed whatever happened to the file
+    kept = list((state / "obskit" / "kept").iterdir())
+    assert len(kept) == 1 and str(kept[0]) in err
+    assert json.loads(kept[0].read_text())["metadata"]["end_reason"] == "duration"
