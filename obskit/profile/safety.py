@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 DEFAULT_RATE = 100.0
 # A short blocking window at this rate measures the per-sample pause before the real rate is chosen:
-# even on 800-frame stacks (~7 ms a sample) it stays near the 5 % budget for its 0.7 second.  It samples
+# even on 800-frame stacks (~7 ms a sample) it stays within the 5 % budget for its 0.7 second.  It samples
 # only the thread holding the GIL (unless --idle), so it never counts a blocked thread as running.
-CALIBRATION_RATE = 10.0
+CALIBRATION_RATE = 5.0
 CALIBRATION_SECONDS = 0.7
 # The lowest rate py-spy takes; when even this rate breaks the budget, speed wins.
 MIN_RATE = 1.0
