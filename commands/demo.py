@@ -58,7 +58,9 @@ def register(app: typer.Typer) -> None:
                 rec = record(proc.pid, SamplerConfig(gil=True), duration=duration, on_warning=warn, stop_event=stop)
                 if time.monotonic() - start < 0.2 and not rec.profile.total_samples and not stop.is_set():
                     raise Unavailable("the demo could not be profiled", "run `obskit doctor --pid PID` on a Python process")
-                off_cpu, note = ([], "interrupted: no stacks dump taken") if stop.is_set() else _off_cpu(proc.pid)
+                on_cpu = {s.tid for s in rec.profile.samples}  # the threads the GIL profile shows
+                off_cpu, note = (([], "interrupted: no stacks dump taken") if stop.is_set()
+                                 else _off_cpu(proc.pid, on_cpu))
             finally:
                 terminate(proc)
         written, failed = write_outputs(rec.profile, plan, keep=True)
@@ -75,8 +77,9 @@ def register(app: typer.Typer) -> None:
         raise_if_nothing_written(written, failed)
 
 
-def _off_cpu(pid: int) -> tuple[list[ThreadNote], str]:
-    """The threads of ``pid`` that are not running, from one stacks dump (and why it is missing, if it is)."""
+def _off_cpu(pid: int, on_cpu: set[int]) -> tuple[list[ThreadNote], str]:
+    """The threads of ``pid`` that are not running and not in the GIL profile (``on_cpu``: their thread ids),
+    from one stacks dump; and why it is missing, if it is."""
     from obskit.errors import ObskitError
     from obskit.profile.demo_report import ThreadNote
     from obskit.stacks.classify import ThreadState
@@ -89,8 +92,8 @@ def _off_cpu(pid: int) -> tuple[list[ThreadNote], str]:
     notes = []
     for proc in rep.processes:
         for t in proc.threads:
-            if t.state == ThreadState.RUNNING:
-                continue
+            if t.state == ThreadState.RUNNING or t.thread_id in on_cpu or t.os_thread_id in on_cpu:
+                continue  # on CPU: already in the profile (a CPU thread waits for the GIL now and then)
             where = t.frames[0].label() if t.frames else ""
             notes.append(ThreadNote(t.display, t.state.value, t.state.label, where))
     return notes, ""

@@ -439,3 +439,21 @@ def test_mistyped_option_is_a_usage_error_not_a_command(cli) -> None:  # type: i
     r = cli("profile", "record", "--no-such-option", "-o", "x.html")
     assert r.exit_code == 2
     assert "no such option: --no-such-option" in r.stderr
+
+
+@needs_ptrace
+@pytest.mark.slow
+def test_demo_shows_the_lock_waiters_beside_the_gil_profile(tmp_path: Path) -> None:
+    r = run_obskit("demo", "-d", "3", "-o", str(tmp_path / "demo.json"), "--json")
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["schema"] == "obskit.demo/1"
+    # The waiters come from a stacks dump, not from the profile: the profile shows CPU only.
+    waiters = [t for t in data["off_cpu"] if t["thread"].startswith("inventory-")]
+    assert len(waiters) == 4, data["off_cpu"]
+    assert sum(t["state"] == "waiting_lock" for t in waiters) >= 2
+    shares = {f["name"]: f["total_share"] for f in data["top_functions"]}
+    assert shares.get("inventory_worker", 0.0) <= 0.05
+    r = run_obskit("demo", "-d", "2", "-o", str(tmp_path / "demo.html"), env={**os.environ, "COLUMNS": "120"})
+    assert r.exit_code == 0, r.stderr
+    assert "Threads off CPU" in r.stdout and "waiting on a lock" in r.stdout
