@@ -65,7 +65,7 @@ def tree():
     return {p: start_time(p) for p in found}
 def kill_all(sig, members):
     try:
-        if start_time(child) == born or start_time(child) is None:
+        if pgid > 0 and (start_time(child) == born or start_time(child) is None):
             os.killpg(pgid, sig)
     except OSError:
         pass
@@ -101,7 +101,8 @@ def _own_group() -> None:
 class Watchdog:
     """Kills a started command's process group and descendants if obskit dies before releasing it."""
 
-    def __init__(self, child_pid: int, pgid: int, *, grace: float = 2.0) -> None:
+    def __init__(self, child_pid: int, pgid: int = 0, *, grace: float = 2.0) -> None:
+        """Guard ``child_pid`` and its descendants, and the process group ``pgid`` (0: no group of its own)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(child_pid), str(pgid), str(grace)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -126,19 +127,25 @@ _watchdogs: dict[int, Watchdog] = {}
 
 
 def spawn_command(argv: list[str], *, stdout: Any = None, stderr: Any = None, stdin: Any = subprocess.DEVNULL,
-                  text: bool = False, watchdog: bool = True) -> subprocess.Popen[Any]:
-    """Start ``argv`` in its own process group, guarded by a :class:`Watchdog` (see the module doc)."""
+                  text: bool = False, watchdog: bool = True, own_group: bool = True) -> subprocess.Popen[Any]:
+    """Start ``argv`` guarded by a :class:`Watchdog` (see the module doc).
+
+    ``own_group`` (the default) puts it in a process group of its own, which the watchdog and
+    :func:`terminate` signal as a whole; an interactive command that must stay in the terminal's
+    foreground group (``trace exec``) passes False, and then its descendants are found through
+    their parents only.
+    """
     try:
         proc: subprocess.Popen[Any] = subprocess.Popen(
             argv, stdin=stdin, stdout=stdout, stderr=stderr, text=text,
-            preexec_fn=_own_group)
+            preexec_fn=_own_group if own_group else None)
     except FileNotFoundError:
         raise TargetNotFound(f"command not found: {argv[0]}", "check the command after `--`") from None
     except PermissionError:
         raise TargetNotFound(f"command is not executable: {argv[0]}", "check the command after `--`") from None
     if watchdog:
         try:
-            _watchdogs[proc.pid] = Watchdog(proc.pid, proc.pid)
+            _watchdogs[proc.pid] = Watchdog(proc.pid, proc.pid if own_group else 0)
         except OSError:
             pass  # no watchdog (no memory for one more process): terminate() still stops the command
     return proc

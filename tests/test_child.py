@@ -223,3 +223,34 @@ def test_output_lost_at_the_end_is_kept_and_the_table_printed(tmp_path: Path) ->
     kept = list((state / "obskit" / "kept").iterdir())
     assert len(kept) == 1 and str(kept[0]) in err
     assert json.loads(kept[0].read_text())["metadata"]["end_reason"] == "duration"
+
+
+def test_watchdog_without_a_group_finds_descendants_through_their_parents(tmp_path: Path) -> None:
+    from obskit.child import _watchdogs, spawn_command
+
+    pids_file = tmp_path / "pids"
+    code = ("import subprocess, sys, time\n"
+            "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+            f"open({str(pids_file)!r}, 'w').write(str(g.pid))\n"
+            "time.sleep(600)\n")
+    child = spawn_command([sys.executable, "-c", code], own_group=False)
+    grandchild = 0
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not (pids_file.exists() and pids_file.read_text()):
+            time.sleep(0.05)
+        grandchild = int(pids_file.read_text())
+        assert os.getpgid(child.pid) == os.getpgid(0)  # still in the terminal's (here: pytest's) group
+        dog = _watchdogs.pop(child.pid)
+        assert dog.proc.stdin is not None
+        dog.proc.stdin.close()  # obskit "dies"
+        assert child.wait(15) is not None
+        assert not _wait_gone([grandchild], 15)
+        dog.proc.wait(15)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if grandchild:
+            with contextlib.suppress(OSError):
+                os.kill(grandchild, signal.SIGKILL)
