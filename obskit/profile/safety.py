@@ -92,8 +92,9 @@ def choose(
         return Decision(want, "blocking", predicted, f"{pause * 1e3:.2f} ms per sample fits the budget at {want:g} Hz")
     # Aim below the budget: the estimate comes from a few samples on a noisy machine.
     safe_rate = HEADROOM * max_overhead / pause if pause > 0 else want
-    if safe_rate >= MIN_RATE:
-        rate = float(int(safe_rate))  # py-spy takes whole samples per second
+    if safe_rate >= MIN_RATE or pause * MIN_RATE <= max_overhead:
+        # Below the headroom but within the budget, the floor rate still beats failed samples.
+        rate = float(max(MIN_RATE, int(safe_rate)))  # py-spy takes whole samples per second
         return Decision(
             rate,
             "blocking",
