@@ -165,14 +165,13 @@ def _write_all(prof: Profile, plan: list[tuple[str, str]]) -> list[OutputFile]:
     """Write every output; one that fails does not stop the others (a recording is not repeatable)."""
     from obskit.errors import InputError, ObskitError
     from obskit.output import warn
-    from obskit.profile.console import OutputFile
-    from obskit.profile.formats import write_profile
+    from obskit.profile.formats import write_output
 
     written: list[OutputFile] = []
     failed: list[str] = []
     for path, f in plan:
         try:
-            written.append(OutputFile(path, f, write_profile(prof, path, f)))
+            written.append(write_output(prof, path, f))
         except OSError as e:  # noqa: PERF203 - one failed output must not stop the others
             failed.append(f"{path}: {e.strerror or e}")
             warn(f"cannot write {path}: {e.strerror or e}")

@@ -430,10 +430,15 @@ def test_html_prunes_small_frames_and_reports_share(tmp_path: Path) -> None:
     data = _data(page.decode())
     assert data["minCount"] == 103 and data["pruned"] == 3000
     names = {data["strings"][data["funcs"][3 * run[i]]] for run in data["roots"] for i in range(4, len(run), 4)}
-    assert names == {"main", "big"}
-    out = _viewer(page, tmp_path, [{"op": "hover", "text": "main"}])
-    assert "pruned 2.9% of samples (subtrees under 103 samples)" in out["steps"][0]["status"]
-    assert "pruned 3,000 samples in frames below the threshold" in out["steps"][1]["tooltip"]
+    # The 1000 tiny frames are one [other] frame beside "big": the level keeps its shape.
+    assert names == {"main", "big", "[other]"}
+    main_run = data["roots"][0]
+    kids = {data["strings"][data["funcs"][3 * main_run[i]]]: main_run[i + 2] for i in range(8, len(main_run), 4)}
+    assert kids == {"big": 100_000, "[other]": 3000}
+    assert any("merges 2.9% of samples into [other] frames" in w for w in data["warnings"])
+    out = _viewer(page, tmp_path, [{"op": "hover", "text": "[ot\u2026"}])  # 35 px wide: the label is cut
+    assert "pruned 2.9% of samples (subtrees under 103 samples, merged into [other])" in out["steps"][0]["status"]
+    assert "frames under 103 samples each, merged (too many to draw)" in out["steps"][1]["tooltip"]
     # Without pruning, everything is kept.
     assert _data(render_html(prof, min_share=0).decode())["pruned"] == 0
 

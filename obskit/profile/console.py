@@ -14,6 +14,7 @@ class OutputFile:
     path: str
     format: str
     bytes: int
+    notes: list[str] = field(default_factory=list)  # what the file leaves out (e.g. a pruned flame graph)
 
 
 @dataclass
@@ -137,6 +138,8 @@ def print_report(r: ProfileReport, *, title: str = "Top functions") -> None:
         out.print(f"[yellow]note:[/] {escape(w)}")
     for o in r.outputs:
         out.print(f"wrote {escape(o.path)} ({o.format}, {_size(o.bytes)})")
+        for n in o.notes:
+            out.print(f"[yellow]note:[/] {escape(n)}")
 
 
 def print_processes(procs: list[ProcessRow]) -> None:

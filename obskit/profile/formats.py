@@ -8,14 +8,17 @@ others', sampled and evented), py-spy raw / folded stacks and pprof.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-from pathlib import Path
+import zlib
+from typing import TYPE_CHECKING, Any
 
 from obskit.errors import InputError, ObskitError, UsageError
 from obskit.profile.model import Profile, parse_collapsed, to_collapsed
 from obskit.safefile import write_bytes
+
+if TYPE_CHECKING:
+    from obskit.profile.console import OutputFile
 
 FORMATS = ("html", "speedscope", "collapsed", "pprof", "json")
 
@@ -50,12 +53,12 @@ def format_for_path(path: str, explicit: str | None = None) -> str:
                      f"use one of {KNOWN_EXTENSIONS}, or --format {'|'.join(FORMATS)}")
 
 
-def render(profile: Profile, fmt: str) -> bytes:
-    """The bytes of ``profile`` in format ``fmt``."""
+def render(profile: Profile, fmt: str, notes: list[str] | None = None) -> bytes:
+    """The bytes of ``profile`` in format ``fmt``; ``notes`` receives what the file leaves out."""
     if fmt == "html":
         from obskit.profile.html import render_html
 
-        return render_html(profile)
+        return render_html(profile, notes=notes)
     if fmt == "speedscope":
         from obskit.profile.speedscope import to_speedscope
 
@@ -74,6 +77,16 @@ def render(profile: Profile, fmt: str) -> bytes:
 def write_profile(profile: Profile, path: str, fmt: str | None = None) -> int:
     """Write ``profile`` to ``path`` in ``fmt`` (default: from the name); returns bytes written."""
     return write_bytes(path, render(profile, format_for_path(path, fmt)))
+
+
+def write_output(profile: Profile, path: str, fmt: str | None = None) -> OutputFile:
+    """Like :func:`write_profile`, with what the file leaves out (a pruned flame graph says so)."""
+    from obskit.profile.console import OutputFile
+
+    fmt = format_for_path(path, fmt)
+    notes: list[str] = []
+    n = write_bytes(path, render(profile, fmt, notes))
+    return OutputFile(path, fmt, n, [f"{path}: {x}" for x in notes])
 
 
 def detect_format(data: bytes) -> str:
@@ -99,30 +112,87 @@ def detect_format(data: bytes) -> str:
     raise InputError("not a profile obskit reads", "expected obskit .json, speedscope JSON, folded stacks or pprof")
 
 
+# Budgets for reading files from elsewhere: a profile is never worth more memory than these.
+MAX_DECOMPRESSED = 128 * 1024 * 1024  # bytes a gzipped file may expand to
+MAX_JSON_BYTES = 512 * 1024 * 1024  # JSON is parsed whole; folded stacks are streamed and have no size cap
+_HEAD = 64 * 1024
+
+
 def load_profile(path: str) -> Profile:
     """Read a saved profile of any supported format (detected from the content, not the name)."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            head = fh.read(_HEAD)
+            if head.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some Windows editors write
+                head = head[3:]
+                fh.seek(3)
+            else:
+                fh.seek(0)
+            if not head.strip():
+                if fh.read(1 << 20).strip():  # blank for 64 KiB is not a profile either
+                    raise InputError(f"{path}: not a profile obskit reads", "expected a profile file")
+                raise InputError(f"{path} is empty",
+                                 "the recording may have been interrupted before anything was written")
+            try:
+                fmt = detect_format(head)
+                prof = _load_stream(fh, fmt)
+            except ObskitError as e:
+                if isinstance(e, InputError) and path not in e.message:
+                    raise InputError(f"{path}: {e.message}", e.hint) from None
+                raise
     except FileNotFoundError:
         raise InputError(f"no such file: {path}", "check the path") from None
     except IsADirectoryError:
         raise InputError(f"{path} is a directory", "give a profile file") from None
+    except MemoryError:
+        raise InputError(f"{path} needs more memory than this machine gives obskit",
+                         "convert it to folded stacks elsewhere, or free memory") from None
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}", "check its permissions") from None
-    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some Windows editors write
-        data = data[3:]
-    if not data.strip():
-        raise InputError(f"{path} is empty", "the recording may have been interrupted before anything was written")
-    try:
-        fmt = detect_format(data)
-        prof = _load(data, fmt)
-    except ObskitError as e:
-        if isinstance(e, InputError) and path not in e.message:
-            raise InputError(f"{path}: {e.message}", e.hint) from None
-        raise
     if not prof.metadata.source_format:
         prof.metadata.source_format = fmt
     return prof
+
+
+def _load_stream(fh: Any, fmt: str) -> Profile:
+    if fmt == "collapsed":
+        import io
+
+        # newline="\n": a stack ends at \n only, never at \r or other breaks inside a frame name.
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="\n")
+        try:
+            return parse_collapsed(text)
+        except UnicodeDecodeError:
+            raise InputError("not UTF-8 text", "expected folded stacks (`a;b;c 12` per line)") from None
+    data = fh.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise InputError(f"more than {MAX_JSON_BYTES >> 20} MiB of {fmt}: larger than obskit reads",
+                         "convert it to folded stacks, which are read as a stream")
+    return _load(data, fmt)
+
+
+def gunzip(data: bytes, limit: int = MAX_DECOMPRESSED) -> bytes:
+    """Decompress gzip ``data`` (all members), refusing to expand beyond ``limit`` bytes."""
+    out = bytearray()
+    d = zlib.decompressobj(wbits=31)
+    buf = data
+    while True:
+        try:
+            out += d.decompress(buf, limit + 1 - len(out))
+        except zlib.error as e:
+            raise InputError(f"corrupt gzip data ({e})", "the file may be truncated") from None
+        if len(out) > limit:
+            raise InputError(f"gzip data expands to more than {limit >> 20} MiB (a compression bomb?)",
+                             "obskit reads profiles up to that size")
+        if d.unconsumed_tail:
+            buf = d.unconsumed_tail
+            continue
+        if not d.eof:
+            raise InputError("corrupt gzip data (truncated)", "the file may be truncated")
+        rest = d.unused_data
+        if not rest.strip(b"\0"):
+            return bytes(out)
+        d, buf = zlib.decompressobj(wbits=31), rest
 
 
 def _load(data: bytes, fmt: str) -> Profile:
@@ -130,15 +200,13 @@ def _load(data: bytes, fmt: str) -> Profile:
         from obskit.profile.pprof import decode_pprof
 
         if data[:2] == b"\x1f\x8b":
-            try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError) as e:
-                raise InputError(f"corrupt gzip data ({e})", "the file may be truncated") from None
+            data = gunzip(data)
         return decode_pprof(data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", "expected obskit .json, speedscope JSON, folded stacks or pprof") from None
+    del data
     if fmt == "collapsed":
         return parse_collapsed(text.split("\n"))
     try:
@@ -146,11 +214,20 @@ def _load(data: bytes, fmt: str) -> Profile:
     except json.JSONDecodeError as e:
         raise InputError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}",
                          "the file may be truncated") from None
+    except RecursionError:
+        raise InputError("JSON nested deeper than obskit reads", "no profile format nests that deep") from None
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise InputError(f"invalid JSON ({e})", "the file may be corrupt") from None
+    del text
     if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("obskit.profile/"):
         return Profile.from_dict(doc)
     if isinstance(doc, dict) and "profiles" in doc and "shared" in doc:
         from obskit.profile.speedscope import from_speedscope
 
         return from_speedscope(doc)
-    raise InputError("JSON that is neither an obskit profile nor a speedscope file",
-                     "expected `schema: obskit.profile/1` or speedscope's `shared`/`profiles`")
+    if (isinstance(doc, dict) and "traceEvents" in doc) or isinstance(doc, list):
+        from obskit.profile.trace_event import from_trace_event
+
+        return from_trace_event(doc)
+    raise InputError("JSON that is neither an obskit profile, a speedscope file nor a Chrome trace",
+                     "expected `schema: obskit.profile/1`, speedscope's `shared`/`profiles` or `traceEvents`")
