@@ -20,12 +20,12 @@ if TYPE_CHECKING:
 OutputOpt = Annotated[
     Optional[list[str]],
     typer.Option("--output", "-o", help="Output file; the format follows the name (.html .speedscope.json .collapsed "
-                 ".pb.gz .json). Repeat for several.", show_default=False),
+                 ".pb.gz .trace.json .json). Repeat for several.", show_default=False),
 ]
 FormatOpt = Annotated[
     Optional[str],
     typer.Option("--format", "-f", help="Format for every -o instead of the file name: html, speedscope, collapsed, "
-                 "pprof, json.", show_default=False),
+                 "pprof, trace-event, json.", show_default=False),
 ]
 TopOpt = Annotated[int, typer.Option("--top", "-n", min=1, max=1000, help="Functions in the table.")]
 
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
     @sub.command("show")
     def show_cmd(
         file: Annotated[str, typer.Argument(help="A saved profile: obskit .json, speedscope JSON, py-spy raw / "
-                                            "folded stacks, pprof.")],
+                                            "folded stacks, pprof, Chrome trace JSON.")],
         output: OutputOpt = None,
         fmt: FormatOpt = None,
         top: TopOpt = 20,

@@ -20,11 +20,12 @@ from obskit.safefile import write_bytes
 if TYPE_CHECKING:
     from obskit.profile.console import OutputFile
 
-FORMATS = ("html", "speedscope", "collapsed", "pprof", "json")
+FORMATS = ("html", "speedscope", "collapsed", "pprof", "trace-event", "json")
 
 # Longest suffix first: ".speedscope.json" must win over ".json", ".pb.gz" over ".gz".
 _SUFFIXES: tuple[tuple[str, str], ...] = (
     (".speedscope.json", "speedscope"),
+    (".trace.json", "trace-event"),
     (".pb.gz", "pprof"),
     (".pprof", "pprof"),
     (".html", "html"),
@@ -37,6 +38,19 @@ _SUFFIXES: tuple[tuple[str, str], ...] = (
 
 KNOWN_EXTENSIONS = ", ".join(s for s, _ in _SUFFIXES)
 
+# Other tools' formats whose names end like one obskit writes: `-o x.gecko.json` must not quietly
+# become obskit JSON that the Firefox Profiler then refuses.
+FOREIGN_SUFFIXES: tuple[tuple[str, str], ...] = (
+    (".gecko.json", "the Firefox Profiler's format"),
+    (".firefox.json", "the Firefox Profiler's format"),
+    (".cpuprofile.json", "Chrome DevTools' .cpuprofile format"),
+    (".heapprofile.json", "Chrome DevTools' heap profile format"),
+    (".pyinstrument.json", "pyinstrument's format"),
+    (".memray.json", "memray's format"),
+    (".austin.json", "austin's format"),
+    (".perfetto.json", "Perfetto's format"),
+)
+
 
 def format_for_path(path: str, explicit: str | None = None) -> str:
     """The output format for ``path``: ``explicit`` when given, else from the file name."""
@@ -46,6 +60,10 @@ def format_for_path(path: str, explicit: str | None = None) -> str:
             raise UsageError(f"unknown profile format {explicit!r}", f"choose one of {', '.join(FORMATS)}")
         return fmt
     name = os.path.basename(str(path)).lower()
+    for suffix, what in FOREIGN_SUFFIXES:
+        if name.endswith(suffix):
+            raise UsageError(f"obskit does not write {what} ({path!r})",
+                             f"use one of {KNOWN_EXTENSIONS}, or --format {'|'.join(FORMATS)}")
     for suffix, fmt in _SUFFIXES:
         if name.endswith(suffix):
             return fmt
@@ -69,6 +87,10 @@ def render(profile: Profile, fmt: str, notes: list[str] | None = None) -> bytes:
         from obskit.profile.pprof import encode_pprof
 
         return encode_pprof(profile)
+    if fmt == "trace-event":
+        from obskit.profile.trace_event import to_trace_event
+
+        return json.dumps(to_trace_event(profile), separators=(",", ":")).encode("utf-8")
     if fmt == "json":
         return json.dumps(profile.to_dict(), separators=(",", ":")).encode("utf-8")
     raise UsageError(f"unknown profile format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
@@ -94,6 +116,8 @@ def detect_format(data: bytes) -> str:
     if data[:2] == b"\x1f\x8b":
         return "pprof"
     head = data[:4096].lstrip()
+    if head.startswith(b"["):  # a Chrome trace in the JSON Array Format
+        return "json"
     if head.startswith(b"{"):
         if b'"obskit.profile/' in head or b'"schema"' in head:
             return "json"

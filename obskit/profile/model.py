@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import re
 from array import array
 from collections.abc import Iterable, Iterator
@@ -217,6 +218,28 @@ class Profile:
     def total_samples(self) -> int:
         return sum(s.count for s in self.samples)
 
+    def sample_period(self) -> float:
+        """Seconds one sample of one thread stands for: 1 / the rate the recording achieved.
+
+        Values in time units (pprof, speedscope) are count x this period, so they add up to
+        the sampled time.  A thread is never sampled for longer than the recording: when
+        its samples at the nominal rate would exceed the duration (overlapping segments
+        counted twice, a rate that was not met), the period is shortened to fit.
+        """
+        m = self.metadata
+        rate = next((float(r) for r in (m.effective_rate, m.requested_rate)
+                     if r and r > 0 and math.isfinite(r)), 100.0)
+        period = 1.0 / rate
+        if m.duration_s and m.duration_s > 0 and math.isfinite(m.duration_s):
+            per_thread: dict[tuple[int, int], int] = {}
+            for s in self.samples:
+                if s.count > 0:
+                    per_thread[(s.pid, s.tid)] = per_thread.get((s.pid, s.tid), 0) + s.count
+            most = max(per_thread.values(), default=0)
+            if most and most * period > m.duration_s * 1.001:
+                period = m.duration_s / most
+        return period
+
     def stacks(self) -> Iterator[tuple[Sample, list[Frame]]]:
         for s in self.samples:
             yield s, [self.frames[i] for i in s.frames]
@@ -362,7 +385,7 @@ class Profile:
                 if int(count) < 0:
                     raise ValueError("negative sample count")
                 prof.samples.append(Sample(int(pid), int(tid), idx, int(count)))
-        except (TypeError, ValueError, KeyError, AttributeError) as e:
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
             raise InputError(f"malformed obskit profile: {e}", "the file may be truncated") from None
         return prof
 
