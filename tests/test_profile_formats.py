@@ -868,3 +868,35 @@ def _saved(prof: Profile, tmp_path: Path) -> Path:
     path = tmp_path / "src.json"
     write_profile(prof, str(path))
     return path
+
+
+# -- terminal tables at 80 and 120 columns ------------------------------------------------
+
+_LONG = ["obskit_hot_path_handler_for_orders", "obskit_hot_path_handler_for_invoices",
+         "obskit_hot_path_serializer_of_orders"]
+
+
+def _folded(tmp_path: Path, name: str, counts: list[int]) -> Path:
+    path = tmp_path / name
+    path.write_text("".join(
+        f"main (/srv/app/main.py:1);{fn} (/usr/lib/python3.11/site-packages/shop/{fn.rsplit('_', 1)[-1]}/views.py:{i})"
+        f" {c}\n" for i, (fn, c) in enumerate(zip(_LONG, counts))))
+    return path
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_tables_keep_function_names_whole(tmp_path: Path, width: int) -> None:
+    a, b = _folded(tmp_path, "a.collapsed", [50, 30, 20]), _folded(tmp_path, "b.collapsed", [10, 60, 30])
+    env = {**os.environ, "OBSKIT_WIDTH": str(width), "NO_COLOR": "1"}
+    for args in (["diff", str(a), str(b)], ["show", str(a)]):
+        r = subprocess.run([sys.executable, "-m", "obskit", "profile", *args], capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert max(len(ln.rstrip()) for ln in lines) <= width
+        for fn in _LONG:  # each row says which function it is, on one line
+            assert sum(fn in ln for ln in lines) == 1, (fn, r.stdout)
+        assert "…" not in "".join(ln.split("…/")[0] for ln in lines)  # only paths are shortened
+        assert "views.py:1" in r.stdout
+        if width >= 120:
+            assert "/shop/invoices/views.py:1" in r.stdout
