@@ -436,7 +436,7 @@ def test_html_prunes_small_frames_and_reports_share(tmp_path: Path) -> None:
     main_run = data["roots"][0]
     kids = {data["strings"][data["funcs"][3 * main_run[i]]]: main_run[i + 2] for i in range(8, len(main_run), 4)}
     assert kids == {"big": 100_000, "[other]": 3000}
-    assert any("merges 2.9% of samples into [other] frames" in w for w in data["warnings"])
+    assert any("2.9% of samples end in an [other] frame (frames under 103 samples" in w for w in data["warnings"])
     out = _viewer(page, tmp_path, [{"op": "hover", "text": "[ot\u2026"}])  # 35 px wide: the label is cut
     assert "pruned 2.9% of samples (subtrees under 103 samples, merged into [other])" in out["steps"][0]["status"]
     assert "frames under 103 samples each, merged (too many to draw)" in out["steps"][1]["tooltip"]

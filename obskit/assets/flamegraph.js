@@ -61,7 +61,11 @@
   function finish(n, parent, depth) {
     n.p = parent; n.d = depth; n.idx = null;
     var pruned = n.t - n.s;
-    n.c.sort(function (a, b) { var x = label(a), y = label(b); return x < y ? -1 : x > y ? 1 : 0; });
+    n.c.sort(function (a, b) {  /* by name, with [other] last */
+      var oa = a.f === D.other, ob = b.f === D.other;
+      if (oa !== ob) return oa ? 1 : -1;
+      var x = label(a), y = label(b); return x < y ? -1 : x > y ? 1 : 0;
+    });
     for (var i = 0; i < n.c.length; i++) { pruned -= n.c[i].t; finish(n.c[i], n, depth + 1); }
     n.pr = pruned > 0 ? pruned : 0;
   }

@@ -341,8 +341,9 @@ def pruned_note(pruned: int, total: int, min_count: int, what: str = "the flame 
     """The warning for a page that hides more than 1 % of its samples in merged frames."""
     if not total or pruned / total <= 0.01:
         return None
-    return (f"{what} merges {pruned / total:.1%} of samples into [other] frames (frames under {min_count:,} "
-            f"samples each, too many to draw); the top of the graph is exact, `profile show` lists every function")
+    return (f"{what}: {pruned / total:.1%} of samples end in an [other] frame (frames under {min_count:,} "
+            f"samples each are merged, too many to draw; the frames above are exact, `profile show` lists every "
+            f"function)")
 
 
 def render_html(profile: Profile, *, min_share: float = DEFAULT_MIN_SHARE, max_nodes: int = MAX_NODES,
