@@ -251,33 +251,36 @@ class Profile:
         t = next((t for t in self.threads if t.pid == pid and t.tid == tid), None)
         return t.name if t and t.name else f"thread {tid}"
 
-    def function_ids(self) -> tuple[array[int], list[tuple[str, str]]]:
-        """Frames grouped by (name, file): the group id of every frame, and each group's key."""
+    def function_ids(self) -> tuple[array[int], list[str], list[str]]:
+        """Frames grouped by (name, file): the group id of every frame, and each group's name and file."""
         by_name: dict[str, int] = {}  # most names have one file: no (name, file) tuple for them
         pairs: dict[tuple[str, str], int] = {}
-        keys: list[tuple[str, str]] = []
+        names: list[str] = []
+        files: list[str] = []
         frame_key = array("i")
         for f in self.frames:
             i = by_name.get(f.name)
             if i is None:
-                i = by_name[f.name] = len(keys)
-                keys.append((f.name, f.file))
-            elif keys[i][1] != f.file:
+                i = by_name[f.name] = len(names)
+                names.append(f.name)
+                files.append(f.file)
+            elif files[i] != f.file:
                 k = (f.name, f.file)
                 i = pairs.get(k)
                 if i is None:
-                    i = pairs[k] = len(keys)
-                    keys.append(k)
+                    i = pairs[k] = len(names)
+                    names.append(f.name)
+                    files.append(f.file)
             frame_key.append(i)
-        return frame_key, keys
+        return frame_key, names, files
 
     def top_functions(self, limit: int | None = 20, *, pid: int | None = None) -> list[FunctionStat]:
         """Functions by self samples: (name, file) grouped, with the line seen most in self samples."""
         # Frames are mapped to (name, file) ids once; per sample only integer work remains.
-        frame_key, keys = self.function_ids()
+        frame_key, names, files = self.function_ids()
         total = 0
-        self_counts = [0] * len(keys)
-        total_counts = [0] * len(keys)
+        self_counts = [0] * len(names)
+        total_counts = [0] * len(names)
         for s in self.samples:
             if pid is not None and s.pid != pid:
                 continue
@@ -297,10 +300,10 @@ class Profile:
         if total == 0:
             return []
 
-        def rank(i: int) -> tuple[int, int, tuple[str, str]]:
-            return (-self_counts[i], -total_counts[i], keys[i])
+        def rank(i: int) -> tuple[int, int, str, str]:
+            return (-self_counts[i], -total_counts[i], names[i], files[i])
 
-        seen = (i for i in range(len(keys)) if total_counts[i])
+        seen = (i for i in range(len(names)) if total_counts[i])
         chosen = heapq.nsmallest(limit, seen, key=rank) if limit else sorted(seen, key=rank)
         # The line of each chosen function: the one seen most in its self samples, else its first frame's.
         want = set(chosen)
@@ -325,7 +328,7 @@ class Profile:
             seen_lines = line_counts.get(i)
             line = max(seen_lines.items(), key=lambda kv: kv[1])[0] if seen_lines else first_line.get(i, 0)
             sc, tc = self_counts[i], total_counts[i]
-            out.append(FunctionStat(keys[i][0], keys[i][1], line, sc, tc, sc / total, tc / total))
+            out.append(FunctionStat(names[i], files[i], line, sc, tc, sc / total, tc / total))
         return out
 
     def per_process(self) -> list[ProcessStat]:
