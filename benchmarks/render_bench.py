@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 data = render(prof, fmt)
                 best = min(best, time.perf_counter() - t)
-            path = os.path.join(tmp, "p." + {"speedscope": "speedscope.json", "pprof": "pb.gz"}.get(fmt, fmt))
+            path = os.path.join(tmp, "p." + {"speedscope": "speedscope.json", "pprof": "pb.gz",
+                                                "trace-event": "trace.json"}.get(fmt, fmt))
             write_bytes(path, data)
             load = ""
             if fmt != "html":

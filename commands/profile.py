@@ -128,8 +128,9 @@ def register(app: typer.Typer) -> None:
             if output:
                 from obskit.profile.html import render_diff_html
 
-                written.append(OutputFile(output, "html", _write_checked(output, lambda: render_diff_html(pb, pn),
-                                                                        write_bytes)))
+                notes: list[str] = []
+                size = _write_checked(output, lambda: render_diff_html(pb, pn, notes=notes), write_bytes)
+                written.append(OutputFile(output, "html", size, [f"{output}: {n}" for n in notes]))
         emit(DiffReport(d, written), as_json, lambda r: print_diff(r, top=top))
 
     app.add_typer(sub)

@@ -900,3 +900,19 @@ def test_tables_keep_function_names_whole(tmp_path: Path, width: int) -> None:
         assert "views.py:1" in r.stdout
         if width >= 120:
             assert "/shop/invoices/views.py:1" in r.stdout
+
+
+def test_pruned_pages_warn_on_the_terminal(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    src = tmp_path / "flat.collapsed"
+    src.write_text("".join(f"main (app.py:1);f{i} (app.py:{i}) 1\n" for i in range(20_000)))
+    r = cli("profile", "show", str(src), "-o", str(tmp_path / "p.html"), "--json")
+    assert r.exit_code == 0, r.stderr
+    (out,) = json.loads(r.stdout)["outputs"]
+    assert any("100.0% of samples end in an [other] frame" in n for n in out["notes"])
+    r = cli("profile", "diff", str(src), str(src), "-o", str(tmp_path / "d.html"))
+    assert r.exit_code == 0 and "note:" in r.stdout and "the differential flame graph: 100.0%" in r.stdout
+    # A profile whose frames are all drawn says nothing.
+    small = tmp_path / "small.collapsed"
+    small.write_text("main;a 5\nmain;b 5\n")
+    r = cli("profile", "show", str(small), "-o", str(tmp_path / "s.html"))
+    assert r.exit_code == 0 and "note:" not in r.stdout

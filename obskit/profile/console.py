@@ -248,6 +248,8 @@ def print_diff(r: DiffReport, *, top: int = 15) -> None:
         out.print("No function changed its share.")
     for o in r.outputs:
         out.print(f"wrote {escape(o.path)} ({o.format}, {_size(o.bytes)})")
+        for n in o.notes:
+            out.print(f"[yellow]note:[/] {escape(n)}")
 
 
 def inert_name(text: str) -> str:

@@ -407,7 +407,7 @@ def _title(profile: Profile) -> str:
 
 
 def render_diff_html(base: Profile, new: Profile, *, min_share: float = DEFAULT_MIN_SHARE,
-                     max_nodes: int = MAX_NODES) -> bytes:
+                     max_nodes: int = MAX_NODES, notes: list[str] | None = None) -> bytes:
     """A differential flame graph: shaped by ``new``, coloured by the change in share against ``base``."""
     from obskit.profile.diff import diff_profiles
 
@@ -422,6 +422,9 @@ def render_diff_html(base: Profile, new: Profile, *, min_share: float = DEFAULT_
     common, remap = _common(funcs, tree)
     flat = _flat(tree, remap, measured)[0]
     d = diff_profiles(base, new)
+    pruned = [n for n in [pruned_note(tree.pruned, new_total, tree.min_count, "the differential flame graph")] if n]
+    if notes is not None:
+        notes.extend(pruned)
 
     def row(f: Any) -> list[Any]:
         return [f.name, f.file, f.line, f.base_self_share, f.new_self_share, f.base_total_share, f.new_total_share]
@@ -439,8 +442,7 @@ def render_diff_html(base: Profile, new: Profile, *, min_share: float = DEFAULT_
         "pruned": tree.pruned,
         "minCount": tree.min_count,
         "meta": [["Base", f"{_title(base)} ({base_total} samples)"], ["New", f"{_title(new)} ({new_total} samples)"]],
-        "warnings": list(dict.fromkeys(base.metadata.warnings + new.metadata.warnings
-                                       + [n for n in [pruned_note(tree.pruned, new_total, tree.min_count)] if n])),
+        "warnings": list(dict.fromkeys(base.metadata.warnings + new.metadata.warnings + pruned)),
         "grown": [row(f) for f in d.grown(15)],
         "shrunk": [row(f) for f in d.shrunk(15)],
         "vanished": [row(f) for f in d.vanished()[:50]],
