@@ -662,14 +662,15 @@ def test_real_recording_in_every_format(spawn_python: Callable[..., Target], tmp
     assert prof.top_functions(1)[0].name == "crunch_numbers"
     outs = {fmt: tmp_path / f"p.{ext}" for fmt, ext in
             (("html", "html"), ("speedscope", "speedscope.json"), ("collapsed", "collapsed"), ("pprof", "pb.gz"),
-             ("json", "json"))}
+             ("trace-event", "trace.json"), ("json", "json"))}
     for path in outs.values():
         write_profile(prof, str(path))
-    for fmt in ("speedscope", "collapsed", "pprof", "json"):
+    for fmt in ("speedscope", "collapsed", "pprof", "trace-event", "json"):
         back = load_profile(str(outs[fmt]))
         assert back.total_samples == prof.total_samples, fmt
         assert back.top_functions(1)[0].name == "crunch_numbers", fmt
     _validate_speedscope(json.loads(outs["speedscope"].read_text()))
+    _validate_trace(json.loads(outs["trace-event"].read_text()))
     assert _go_pprof_top(outs["pprof"])[0] == "crunch_numbers"
     data = _data(outs["html"].read_text())
     assert "crunch_numbers" in data["strings"] and data["total"] == prof.total_samples
