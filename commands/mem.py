@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, require_pid
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, note_python_below, require_pid
 
 FAIL_ON = ("growing", "leak-suspected")
 
@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
         seconds = parse_duration(watch) if watch is not None else None
         if seconds is not None and interval > seconds:
             raise UsageError("--interval is longer than --watch", "e.g. --watch 60s --interval 1")
+        note_python_below(pid, proc_root)
         with span("obskit.mem", pid=pid, watch=seconds or 0) as s:
             report = snapshot(pid, subprocesses=subprocesses, proc_root=proc_root)
             if seconds is not None:
@@ -104,14 +105,21 @@ def register(app: typer.Typer) -> None:
                 s.set_attribute("obskit.verdict", report.watch.verdict)
             elif not no_agent:
                 report.python = python_memory(pid, proc_root=proc_root, types=types)
+            failed = None
             if output is not None:
+                from obskit.errors import ObskitError
                 from obskit.mem.html import render_html
-                from obskit.safefile import write_bytes
+                from obskit.state import write_or_keep
 
-                write_bytes(output, render_html(report).encode("utf-8"))
-                if not as_json:
-                    info(f"wrote {output}")
+                try:
+                    write_or_keep(output, render_html(report).encode("utf-8"))
+                    if not as_json:
+                        info(f"wrote {output}")
+                except ObskitError as e:
+                    failed = e  # the report below is printed whatever happened to the file
             emit(report, as_json, render_mem)
+            if failed is not None:
+                raise failed
             if fail_on is not None and report.watch is not None:
                 if VERDICT_ORDER.get(report.watch.verdict, 0) >= VERDICT_ORDER[fail_on]:
                     raise FindingsError(f"memory verdict for pid {pid}: {report.watch.verdict}", f"--fail-on {fail_on}", pid=pid)
@@ -164,6 +172,9 @@ def _check_report_path(path: Path) -> None:
     parent = path.absolute().parent
     if not parent.is_dir():
         raise UsageError(f"cannot write {path}: directory {parent} does not exist", "create it or choose another -o")
+    from obskit.safefile import preflight
+
+    preflight(path)  # a planted link, a read-only directory: fail now, not after --watch
 
 
 def _tracemalloc(mode: str, pid: Optional[int], interval: float, frames: int, limit: int, keep: bool, stop: bool,

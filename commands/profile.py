@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, follow_target
 
 if TYPE_CHECKING:
     import subprocess
@@ -75,6 +75,9 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give exactly one target: --pid N or -- CMD ARGS...",
                              "e.g. `obskit profile record --pid 1234 -d 10 -o profile.html`")
         outputs = _plan_outputs(output or ["profile.html"], fmt)
+        if pid is not None:
+            target = follow_target(pid, proc_root, "profile record")
+            pid, subprocesses = target.pid, subprocesses or target.with_workers
         _record(pid=pid, command=list(command or []), duration=duration, rate=rate, subprocesses=subprocesses, idle=idle,
                 gil=gil, native=native, blocking=blocking, max_overhead=max_overhead / 100.0, outputs=outputs,
                 top=top, as_json=as_json, proc_root=proc_root)
@@ -189,6 +192,7 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
             outputs: list[tuple[str, str]], top: int, as_json: bool, proc_root: str) -> None:
     import sys
 
+    from obskit.errors import TargetExited, TargetNotFound
     from obskit.output import info, warn
     from obskit.proc import ProcFS
     from obskit.profile.console import print_report, report
@@ -211,16 +215,21 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
                 first = "" if blocking is False else " (calibrating the sampling rate first)"
                 info(f"recording process {pid} {until}{first}")
 
-            rec = record(pid, duration=duration, subprocesses=subprocesses, rate=rate, blocking=blocking,
-                         max_overhead=max_overhead, idle=idle, gil=gil, native=native, proc_root=proc_root,
-                         on_warning=warn, on_started=started, stop_event=stop)
+            try:
+                rec = record(pid, duration=duration, subprocesses=subprocesses, rate=rate, blocking=blocking,
+                             max_overhead=max_overhead, idle=idle, gil=gil, native=native, proc_root=proc_root,
+                             on_warning=warn, on_started=started, stop_event=stop)
+            except TargetNotFound:
+                if child is None or child.poll() is None:
+                    raise
+                # The command ran and exited (and was reaped) before the sampler attached: it exited, it was found.
+                raise TargetExited(f"the command exited (status {child.returncode}) before it could be sampled",
+                                   "for a short command profile a longer run", pid=pid) from None
         finally:
             if child is not None:
                 terminate(child)
     prof = rec.profile
     if not prof.total_samples and prof.metadata.end_reason == "target-exited":
-        from obskit.errors import TargetExited
-
         raise TargetExited(f"process {pid} exited before a single sample was taken",
                            "check that the service is running; for a short command profile a longer run", pid=pid)
     written = _write_all(prof, outputs)
@@ -229,7 +238,7 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
 
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by the first Ctrl-C or SIGTERM: a recording stops and still writes what it collected."""
+    """An event set by the first Ctrl-C, SIGTERM or SIGHUP: a recording stops and still writes what it collected."""
     import signal
 
     stop = threading.Event()
@@ -239,7 +248,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
             raise KeyboardInterrupt  # a second Ctrl-C: give up writing (py-spy dies with obskit)
         stop.set()
 
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield stop
     finally:

@@ -79,7 +79,14 @@ def append_span_file(p: Path, data: bytes, *, private_dir: bool = True) -> None:
         return
     if not p.parent.exists():
         p.parent.mkdir(parents=True, mode=0o700)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    from obskit.errors import ObskitError
+    from obskit.safefile import resolve
+
+    try:
+        target, _ = resolve(p)  # a link or FIFO planted by another user is refused
+    except ObskitError as e:
+        raise OSError(errno.EPERM, e.message) from None
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         os.write(fd, data)
     finally:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-from obskit import pyspy
+from obskit import attach, pyspy
 from obskit.errors import ObskitError, TargetExited, Unavailable
 from obskit.proc import ProcessFacts, ProcFS, classify_roles
 from obskit.profile import safety
@@ -395,7 +395,7 @@ class LiveSampler:
         if seg is None or seg.proc.returncode is None or not seg.output.strip():
             raise Unavailable(f"py-spy did not start sampling process {self.pid} within {START_TIMEOUT:.0f}s",
                               "the machine may be overloaded; re-run with --verbose", pid=self.pid)
-        raise pyspy.explain_failure(self.pid, seg.output, proc_root=str(self.fs.root))
+        raise attach.explain_failure(self.pid, seg.output, proc_root=str(self.fs.root))
 
     def _maintain(self) -> None:
         while not self._stopping.wait(0.1):
@@ -475,8 +475,7 @@ class LiveSampler:
             self._failed_launch = seg
             # Attaching fails transiently on a busy target ("Failed to suspend process", "Failed to copy
             # PyCodeObject"); a hang, a refusal or a target that has exited will not get better.
-            low = seg.output.lower()
-            permanent = any(x in low for x in ("permission", "not permitted", "python version", "no such"))
+            permanent = attach.is_permanent(seg.output)
             if not exited_itself or permanent or not self.fs.exists(self.pid):
                 break
             time.sleep(0.1 * (attempt + 1))
