@@ -1,9 +1,10 @@
 """Profile file formats: choosing one from a file name, writing atomically, loading any of them.
 
 Writers: ``html`` (obskit's own flame graph), ``speedscope``, ``collapsed`` (folded
-stacks), ``pprof`` (gzipped profile.proto) and ``json`` (obskit's own, loads back
-unchanged).  :func:`load_profile` reads obskit ``.json``, speedscope JSON (py-spy's and
-others', sampled and evented), py-spy raw / folded stacks and pprof.
+stacks), ``pprof`` (gzipped profile.proto), ``trace-event`` (Chrome's Trace Event Format)
+and ``json`` (obskit's own, loads back unchanged).  :func:`load_profile` reads obskit
+``.json``, speedscope JSON (py-spy's and others', sampled and evented), py-spy raw /
+folded stacks (as a stream), pprof and Chrome traces, each within a reading budget.
 """
 
 from __future__ import annotations

@@ -208,11 +208,6 @@ class Profile:
         self._sample_index = {(s.pid, s.tid, s.frames): i for i, s in enumerate(self.samples)}
         self._frames_indexed, self._samples_indexed = len(self.frames), len(self.samples)
 
-    def drop_indexes(self) -> None:
-        """Free the lookup indexes (a loaded profile that is only read needs none)."""
-        self._frame_index, self._sample_index = {}, {}
-        self._frames_indexed = self._samples_indexed = -1
-
     # -- reading ----------------------------------------------------------------
     @property
     def total_samples(self) -> int:
