@@ -712,6 +712,7 @@ def _speedscope_with(weights: list[Any]) -> bytes:
     ("nan-weight.speedscope.json", _speedscope_with(["NAN"]), "weight"),
     ("inf-line.json", b'{"schema": "obskit.profile/1", "frames": [["f", "a.py", 1e999]], "samples": []}', "malformed"),
     ("huge-count.collapsed", b"a;b 1" + b"0" * 5000 + b"\n", "line 1"),
+    ("long-line.collapsed", b"a;b 1\n" + b"x;" * (9 << 20) + b"y 1\n", "line 2 is longer than 16 Mi characters"),
     ("loop.trace.json", b'{"traceEvents": [], "stackFrames": {"1": {"name": "a", "parent": "2"}, '
                         b'"2": {"name": "b", "parent": "1"}}, "samples": [{"tid": 1, "ts": 0, "name": "c", "sf": "1"}]}',
      "own ancestor"),

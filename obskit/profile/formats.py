@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from obskit.errors import InputError, ObskitError, UsageError
@@ -186,7 +187,7 @@ def _load_stream(fh: Any, fmt: str) -> Profile:
         # newline="\n": a stack ends at \n only, never at \r or other breaks inside a frame name.
         text = io.TextIOWrapper(fh, encoding="utf-8", newline="\n")
         try:
-            return parse_collapsed(text)
+            return parse_collapsed(_bounded_lines(text))
         except UnicodeDecodeError:
             raise InputError("not UTF-8 text", "expected folded stacks (`a;b;c 12` per line)") from None
     data = fh.read(MAX_JSON_BYTES + 1)
@@ -194,6 +195,23 @@ def _load_stream(fh: Any, fmt: str) -> Profile:
         raise InputError(f"more than {MAX_JSON_BYTES >> 20} MiB of {fmt}: larger than obskit reads",
                          "convert it to folded stacks, which are read as a stream")
     return _load(data, fmt)
+
+
+MAX_LINE = 16 * 1024 * 1024  # characters in one folded stack: deeper than any real one by far
+
+
+def _bounded_lines(text: Any) -> Iterator[str]:
+    """The lines of ``text``, refusing one longer than MAX_LINE (it would be read whole)."""
+    lineno = 0
+    while True:
+        line = text.readline(MAX_LINE + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > MAX_LINE:
+            raise InputError(f"line {lineno} is longer than {MAX_LINE >> 20} Mi characters",
+                             "a folded stack is one line per stack")
+        yield line
 
 
 def gunzip(data: bytes, limit: int = MAX_DECOMPRESSED) -> bytes:
