@@ -9,6 +9,7 @@ folded stacks (as a stream), pprof and Chrome traces, each within a reading budg
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import zlib
@@ -159,6 +160,9 @@ def load_profile(path: str) -> Profile:
                     raise InputError(f"{path}: not a profile obskit reads", "expected a profile file")
                 raise InputError(f"{path} is empty",
                                  "the recording may have been interrupted before anything was written")
+            gc_was = gc.isenabled()
+            # Millions of new, acyclic objects: the cycle collector would rescan them all, again and again.
+            gc.disable()
             try:
                 fmt = detect_format(head)
                 prof = _load_stream(fh, fmt)
@@ -166,6 +170,9 @@ def load_profile(path: str) -> Profile:
                 if isinstance(e, InputError) and path not in e.message:
                     raise InputError(f"{path}: {e.message}", e.hint) from None
                 raise
+            finally:
+                if gc_was:
+                    gc.enable()
     except FileNotFoundError:
         raise InputError(f"no such file: {path}", "check the path") from None
     except IsADirectoryError:
