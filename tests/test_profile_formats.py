@@ -914,3 +914,18 @@ def test_pruned_pages_warn_on_the_terminal(tmp_path: Path, cli: Callable[..., An
     small.write_text("main;a 5\nmain;b 5\n")
     r = cli("profile", "show", str(small), "-o", str(tmp_path / "s.html"))
     assert r.exit_code == 0 and "note:" not in r.stdout
+
+
+def test_trace_event_flame_chart_skips_subpixel_nodes_but_keeps_every_stack(tmp_path: Path) -> None:
+    from obskit.profile.trace_event import to_trace_event
+
+    stacks: dict[tuple[str, ...], int] = {("main", "big"): 100_000}
+    stacks.update({("main", f"tiny_{i}"): 1 for i in range(50)})
+    prof = make_profile(stacks)
+    doc = to_trace_event(prof)
+    xs = {e["name"] for e in doc["traceEvents"] if e["ph"] == "X"}
+    assert xs == {"main", "big"}
+    path = tmp_path / "p.trace.json"
+    write_profile(prof, str(path))
+    back = load_profile(str(path))
+    assert back.total_samples == 100_050 and len({f.name for f in back.frames if f.name.startswith("tiny_")}) == 50

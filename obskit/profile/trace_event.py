@@ -8,8 +8,8 @@ The writer puts a sampled profile in the format's two places for one:
   what ``profile show`` reads back;
 - ``X`` (complete) events laid out as a flame chart per thread: each call-tree node
   starts where its previous sibling ended and lasts count x sampling period, so Perfetto
-  and chrome://tracing draw the profile as a timeline; ``M`` events name processes and
-  threads.
+  and chrome://tracing draw the profile as a timeline (nodes under 0.01 % of all samples,
+  narrower than a pixel, get none); ``M`` events name processes and threads.
 
 Frame names in ``stackFrames`` are ``name (file:line)`` (the folded-stacks label; the
 spec has no line field).  ``otherData`` carries the exporter, the sampling period and
@@ -41,6 +41,9 @@ def to_trace_event(profile: Profile) -> dict[str, Any]:
                        "args": {"name": profile.thread_name(pid, tid)}})
     stack_frames: dict[str, dict[str, Any]] = {}
     samples: list[dict[str, Any]] = []
+    # The flame chart is for the eye: call nodes under 0.01 % of all samples get no X event (as in
+    # the HTML flame graph); stackFrames and samples keep every stack.
+    min_x = max(1, math.ceil(sum(s.count for s in profile.samples if s.count > 0) * X_MIN_SHARE))
     # One call tree per thread: node -> [frame, parent node, total count, children in first-seen order].
     for (pid, tid), members in by_thread.items():
         frame_of: list[int] = []
@@ -82,6 +85,9 @@ def to_trace_event(profile: Profile) -> dict[str, Any]:
         while work:
             n, at = work.pop()
             start[n] = at
+            if total[n] < min_x:  # its subtree is smaller still; samples below keep its start
+                _starts(n, at, kids, total, period_us, start)
+                continue
             fr = profile.frames[frame_of[n]]
             ev: dict[str, Any] = {"name": fr.name, "cat": fr.file or "native", "ph": "X", "ts": round(at, 3),
                                   "dur": round(total[n] * period_us, 3), "pid": pid, "tid": tid}
@@ -113,6 +119,21 @@ def to_trace_event(profile: Profile) -> dict[str, Any]:
             "duration_s": m.duration_s,
         },
     }
+
+
+X_MIN_SHARE = 0.0001
+
+
+def _starts(node: int, at: float, kids: list[list[int]], total: list[int], period_us: float,
+            start: list[float]) -> None:
+    """Flame-chart start of every node below ``node`` (which starts at ``at``), without events."""
+    work = [(node, at)]
+    while work:
+        n, t = work.pop()
+        start[n] = t
+        for c in kids[n]:
+            work.append((c, t))
+            t += total[c] * period_us
 
 
 def _num(v: Any, what: str) -> float:
