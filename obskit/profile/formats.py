@@ -14,14 +14,11 @@ import json
 import os
 import zlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from obskit.errors import InputError, ObskitError, UsageError
 from obskit.profile.model import Profile, parse_collapsed, to_collapsed
 from obskit.safefile import write_bytes
-
-if TYPE_CHECKING:
-    from obskit.profile.console import OutputFile
 
 FORMATS = ("html", "speedscope", "collapsed", "pprof", "trace-event", "json")
 
@@ -102,16 +99,6 @@ def render(profile: Profile, fmt: str, notes: list[str] | None = None) -> bytes:
 def write_profile(profile: Profile, path: str, fmt: str | None = None) -> int:
     """Write ``profile`` to ``path`` in ``fmt`` (default: from the name); returns bytes written."""
     return write_bytes(path, render(profile, format_for_path(path, fmt)))
-
-
-def write_output(profile: Profile, path: str, fmt: str | None = None) -> OutputFile:
-    """Like :func:`write_profile`, with what the file leaves out (a pruned flame graph says so)."""
-    from obskit.profile.console import OutputFile
-
-    fmt = format_for_path(path, fmt)
-    notes: list[str] = []
-    n = write_bytes(path, render(profile, fmt, notes))
-    return OutputFile(path, fmt, n, [f"{path}: {x}" for x in notes])
 
 
 def detect_format(data: bytes) -> str:
