@@ -500,7 +500,10 @@ def agent_client(pid: int, *, inject_ok: bool, proc_root: str = "/proc", confirm
     """A client for ``pid``'s agent; loads it first with ``inject_ok`` (or when ``confirm`` says yes)."""
     from obskit.agent.client import NO_AGENT_HINT, connect, find_socket
 
-    if find_socket(pid, proc_root=proc_root) is None:
+    if find_socket(pid, proc_root=proc_root) is not None:
+        if inject_ok and announce is not None:
+            announce(f"pid {pid} already runs the obskit agent (nothing loaded)")
+    else:
         if not inject_ok:
             question = (f"process {pid} has no obskit agent; load it now (gdb or sys.remote_exec pauses the process "
                         "briefly and runs code inside it)?")
