@@ -101,7 +101,7 @@ class InjectResult:
         else:
             pause = f"was paused {'at most ' if self.paused_at_most else ''}{self.paused_s * 1e3:.0f} ms"
         return (f"loaded the obskit agent into pid {self.pid} (Python {self.python}) with {self.method}: "
-                f"the process {pause}, the agent answered {self.started_s:.2f}s later; "
+                f"the process {pause}, the agent answered {_later(self.started_s)}; "
                 f"remove it with `obskit gc --detach --pid {self.pid}`")
 
     def children_line(self) -> str | None:
@@ -522,3 +522,7 @@ def agent_client(pid: int, *, inject_ok: bool, proc_root: str = "/proc", confirm
         elif announce is not None and result.children_line():
             announce(result.children_line() or "")
     return connect(pid, proc_root=proc_root)
+
+
+def _later(seconds: float) -> str:
+    return "at once" if seconds < 0.01 else f"{seconds:.2f}s later"
