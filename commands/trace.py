@@ -76,7 +76,7 @@ def _config(
     warn: bool = True,
 ) -> Any:
     """The export configuration from the flags; its warnings printed unless `warn` is off."""
-    from obskit.otel import config
+    from obskit.tracing import config
 
     cfg = config.load(
         endpoint=endpoint,
@@ -98,7 +98,7 @@ def _config(
 
 def _report(result: Any, as_json: bool) -> None:
     """An export result: JSON on stdout when asked; one stderr line when it was not delivered."""
-    from obskit.otel.spans import notice
+    from obskit.tracing.tracer import notice
 
     if as_json:
         emit(result, True)
@@ -240,8 +240,9 @@ def show_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Print the span tree of the local span file (or FILE): durations, status, attributes."""
-    from obskit.otel import config, show
+    from obskit.otel import show
     from obskit.selftrace import span as selfspan
+    from obskit.tracing import config
 
     with selfspan("obskit.trace.show"):
         view = show.view_file(file, config.load().output, trace_id=trace_id, last=last)
@@ -259,7 +260,8 @@ def status_cmd(
 ) -> None:
     """Send a test span and report the configuration in effect, the spool and the last export errors."""
     from obskit.errors import Interrupted, Unavailable
-    from obskit.otel import export, status
+    from obskit.otel import status
+    from obskit.tracing import export
 
     report = status.check(_config(endpoint, protocol, header, export_timeout, service, output, warn=False))
     emit(report, as_json, status.render)
@@ -283,7 +285,7 @@ def flush_cmd(
 ) -> None:
     """Send spooled spans (those a down collector missed); each batch is delivered once."""
     from obskit.errors import Interrupted, Unavailable
-    from obskit.otel import export
+    from obskit.tracing import export
 
     result = export.flush(_config(endpoint, protocol, header, timeout, service, output), timeout)
     if as_json:

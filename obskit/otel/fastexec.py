@@ -88,7 +88,8 @@ def run(args: Sequence[str]) -> int | None:
     if parsed is None:
         return None
     opts, command = parsed
-    from obskit.otel import config, spans
+    from obskit.otel import spans
+    from obskit.tracing import config
 
     def s(key: str) -> str | None:
         v = opts.get(key)

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from obskit.errors import InputError
-from obskit.otel.encode import spans_from_json
-from obskit.otel.model import SpanRecord
+from obskit.tracing.encode import spans_from_json
+from obskit.tracing.model import SpanRecord
 
 
 @dataclass

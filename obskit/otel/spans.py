@@ -14,19 +14,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from obskit.errors import InputError, UsageError
-from obskit.otel.config import TraceConfig
 from obskit.otel.exec import ChildResult
-from obskit.otel.model import KINDS, SpanEvent, SpanRecord
-from obskit.otel.propagation import SpanContext, new_span_id, new_trace_id, parse_traceparent
-from obskit.otel.spool import Spool
 from obskit.redact import redact_argv
+from obskit.tracing.config import TraceConfig
+from obskit.tracing.model import KINDS, SpanEvent, SpanRecord
+from obskit.tracing.propagation import SpanContext, parse_traceparent
+from obskit.tracing.spool import Spool
+from obskit.tracing.tracer import context_of, new_span, notice
 
 TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
 if TYPE_CHECKING:
     from typing import Any
 
-    from obskit.otel.export import Delivery
-    from obskit.otel.results import ExportResult, OpenedSpan
+    from obskit.tracing.results import ExportResult, OpenedSpan
 
 
 def parse_attrs(items: list[str] | None) -> dict[str, Any]:
@@ -111,27 +111,6 @@ def _parse_time(text: str, now_ns: int) -> int:
     if dt.tzinfo is None:
         dt = dt.astimezone()
     return int(dt.timestamp()) * 10**9 + frac_ns
-
-
-def new_span(cfg: TraceConfig, name: str, parent: SpanContext | None, kind: str = "internal") -> SpanRecord:
-    """A span with fresh ids, child of ``parent``; the sampler decides its flag."""
-    trace_id = parent.trace_id if parent else new_trace_id()
-    sampled = cfg.sampler.should_sample(trace_id, parent)
-    return SpanRecord(
-        name=name,
-        trace_id=trace_id,
-        span_id=new_span_id(),
-        parent_span_id=parent.span_id if parent else "",
-        kind=kind,
-        start_ns=time.time_ns(),
-        tracestate=parent.tracestate if parent else "",
-        flags=1 if sampled else 0,
-        remote_parent=parent is not None,
-    )
-
-
-def context_of(s: SpanRecord) -> SpanContext:
-    return SpanContext(s.trace_id, s.span_id, s.flags, s.tracestate)
 
 
 def finish_exec(span: SpanRecord, child: ChildResult) -> SpanRecord:
@@ -255,7 +234,7 @@ def run_traced(
     timeout; what cannot be sent is spooled.  Stderr is written only after the child ends.
     """
     from obskit.otel import exec as child_exec
-    from obskit.otel import propagation
+    from obskit.tracing import propagation
 
     span_kind = check_kind(kind)
     attributes = parse_attrs(attrs)
@@ -275,7 +254,7 @@ def run_traced(
         for line in lines:
             warn(line)
     try:
-        from obskit.otel import export
+        from obskit.tracing import export
 
         notice(export.send_spans(cfg, [span]))
     except Exception as e:  # the command's exit code matters more than its span
@@ -283,16 +262,6 @@ def run_traced(
 
         warn(f"trace export failed: {type(e).__name__}: {e}")
     return child.exit_code
-
-
-def notice(result: ExportResult | Delivery) -> None:
-    """One stderr line when spans could not be delivered (they are spooled, not lost)."""
-    if not result.error:
-        return
-    from obskit.output import warn
-
-    what = f"{result.spooled} span(s) spooled, `obskit trace flush` sends them" if result.spooled else "spans dropped"
-    warn(f"trace: {result.error}; {what}")
 
 
 # --- the other `trace` commands: one function each, called by commands/trace.py ----------
@@ -314,7 +283,7 @@ def end_with(record: SpanRecord, status: str, message: str, attrs: list[str] | N
 
 def deliver_one(cfg: TraceConfig, record: SpanRecord) -> ExportResult:
     """Export one ended span; the result names it, traceparent included."""
-    from obskit.otel import export
+    from obskit.tracing import export
 
     result = export.deliver(cfg, [record])
     result.trace_id, result.span_id = record.trace_id, record.span_id
@@ -334,7 +303,7 @@ def record_finished(
     kind: str = "internal",
 ) -> ExportResult:
     """`trace span --name N --start T [--end T]`: one finished span, exported."""
-    from obskit.otel import propagation
+    from obskit.tracing import propagation
 
     if not name or not start:
         raise UsageError(
@@ -353,8 +322,8 @@ def record_finished(
 def start_open(cfg: TraceConfig, name: str, *, attrs: list[str] | None = None, kind: str = "internal") -> OpenedSpan:
     """`trace span start`: a span kept open in the state directory until `span end`."""
     from obskit.errors import Unavailable
-    from obskit.otel import propagation
-    from obskit.otel.results import OpenedSpan
+    from obskit.tracing import propagation
+    from obskit.tracing.results import OpenedSpan
 
     record = new_span(cfg, name, propagation.from_env(), check_kind(kind))
     record.attributes.update(parse_attrs(attrs))
@@ -389,7 +358,7 @@ def end_open(
 
 def add_event(cfg: TraceConfig, name: str, *, traceparent: str | None = None, attrs: list[str] | None = None) -> ExportResult:
     """`trace event`: an event on the open span named by TRACEPARENT, else a zero-length span."""
-    from obskit.otel import export, propagation
+    from obskit.tracing import export, propagation
 
     store = Spool(Path(cfg.state_dir))
     raw = traceparent or os.environ.get("TRACEPARENT")
@@ -399,7 +368,7 @@ def add_event(cfg: TraceConfig, name: str, *, traceparent: str | None = None, at
     attributes = parse_attrs(attrs)
     open_span = open_span_for(store, ctx)
     if open_span is not None:
-        from obskit.otel.results import ExportResult
+        from obskit.tracing.results import ExportResult
 
         open_span.add_event(name, attributes)
         save_open(store, open_span)

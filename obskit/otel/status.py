@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from obskit.errors import ObskitError
-from obskit.otel import export, propagation, spans
-from obskit.otel.config import TraceConfig
-from obskit.otel.results import ExportResult
-from obskit.otel.spool import Spool
+from obskit.tracing import export, propagation, tracer
+from obskit.tracing.config import TraceConfig
+from obskit.tracing.results import ExportResult
+from obskit.tracing.spool import Spool
 
 
 @dataclass
@@ -28,7 +28,7 @@ class TraceStatus:
 
 
 def check(cfg: TraceConfig) -> TraceStatus:
-    record = spans.new_span(cfg, "obskit.trace.status", propagation.from_env())
+    record = tracer.new_span(cfg, "obskit.trace.status", propagation.from_env())
     record.flags |= 1  # a test span is always sent, whatever the sampler says
     record.attributes["obskit.test_span"] = True
     record.end_ns = time.time_ns()

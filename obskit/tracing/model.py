@@ -2,7 +2,7 @@
 
 Plain classes, not dataclasses: ``trace exec`` imports them before its child starts, and
 ``dataclasses`` (with ``inspect``, ``ast``, ``tokenize``) costs it several milliseconds on
-every wrapped command.  The JSON documents are dataclasses, in :mod:`obskit.otel.results`.
+every wrapped command.  The JSON documents are dataclasses, in :mod:`obskit.tracing.results`.
 """
 
 from __future__ import annotations

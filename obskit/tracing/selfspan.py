@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from obskit.otel.model import SpanRecord
+from obskit.tracing.model import SpanRecord
 
 _current: contextvars.ContextVar[SpanRecord | None] = contextvars.ContextVar("obskit_span", default=None)
 _finished: list[SpanRecord] = []
@@ -36,7 +36,7 @@ class SelfSpan:
 
     @property
     def traceparent(self) -> str:
-        from obskit.otel.propagation import format_traceparent
+        from obskit.tracing.propagation import format_traceparent
 
         return format_traceparent(self.record.trace_id, self.record.span_id, self.record.flags)
 
@@ -60,18 +60,18 @@ def _message(exc: BaseException) -> str:
 @contextmanager
 def selfspan(name: str, attributes: dict[str, Any]) -> Iterator[SelfSpan]:
     """Record a span of obskit's own work; export everything when the outermost one ends."""
-    from obskit.otel import config, propagation, spans
+    from obskit.tracing import config, propagation, tracer
 
     parent_record = _current.get()
     parent: propagation.SpanContext | None
     if parent_record is not None:
-        parent = spans.context_of(parent_record)
+        parent = tracer.context_of(parent_record)
         cfg = None
     else:
         cfg = config.load()
         parent = propagation.from_env()
     sampler_cfg = cfg if cfg is not None else _cfg_cache()
-    record = spans.new_span(sampler_cfg, name, parent)
+    record = tracer.new_span(sampler_cfg, name, parent)
     record.remote_parent = parent_record is None and parent is not None
     record.attributes.update({k: v for k, v in attributes.items() if v is not None})
     if parent_record is None:
@@ -104,7 +104,7 @@ def _set_cfg(cfg: Any) -> None:
 
 
 def _cfg_cache() -> Any:
-    from obskit.otel import config
+    from obskit.tracing import config
 
     if not _cfg:
         _cfg.append(config.load())
@@ -112,8 +112,8 @@ def _cfg_cache() -> Any:
 
 
 def _export_finished() -> None:
-    from obskit.otel import export, spans
     from obskit.output import warn
+    from obskit.tracing import export, tracer
 
     batch = list(_finished)
     _finished.clear()
@@ -122,4 +122,4 @@ def _export_finished() -> None:
     except Exception as e:  # tracing must never break the command it traces
         warn(f"trace export failed: {type(e).__name__}: {e}")
         return
-    spans.notice(result)
+    tracer.notice(result)

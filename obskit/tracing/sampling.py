@@ -8,7 +8,7 @@ that both agree trace id by trace id).
 
 from __future__ import annotations
 
-from obskit.otel.propagation import SpanContext
+from obskit.tracing.propagation import SpanContext
 
 SAMPLERS = (
     "always_on",

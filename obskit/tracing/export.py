@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 from obskit.errors import ObskitError
-from obskit.otel import encode, spool, transport
-from obskit.otel.config import TraceConfig
-from obskit.otel.model import SpanRecord
+from obskit.tracing import encode, spool, transport
+from obskit.tracing.config import TraceConfig
+from obskit.tracing.model import SpanRecord
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from obskit.otel.results import ExportResult
+    from obskit.tracing.results import ExportResult
 
 INTERRUPTED = "interrupted (Ctrl-C) before the collector answered"
 
@@ -156,7 +156,7 @@ def own_file(cfg: TraceConfig) -> bool:
 
 
 class Delivery:
-    """What :func:`send_spans` did; :class:`~obskit.otel.results.ExportResult` is its JSON form
+    """What :func:`send_spans` did; :class:`~obskit.tracing.results.ExportResult` is its JSON form
     (a plain class, so ``trace exec`` does not import dataclasses for it)."""
 
     __slots__ = ("destination", "dropped", "error", "not_sampled", "seconds", "sent", "spans", "spooled")
@@ -169,7 +169,7 @@ class Delivery:
         self.seconds = 0.0
 
     def result(self) -> ExportResult:
-        from obskit.otel.results import ExportResult
+        from obskit.tracing.results import ExportResult
 
         return ExportResult(**{k: getattr(self, k) for k in self.__slots__})
 
@@ -224,7 +224,7 @@ def flush(cfg: TraceConfig, budget: float) -> ExportResult:
     deadline = started + budget
     store = spool.Spool(Path(cfg.state_dir))
     store.recover_stale()
-    from obskit.otel.results import ExportResult
+    from obskit.tracing.results import ExportResult
 
     result = ExportResult(destination=cfg.destination)
     for path in store.pending():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from obskit.otel.model import KINDS, STATUSES, SpanEvent, SpanRecord
+from obskit.tracing.model import KINDS, STATUSES, SpanEvent, SpanRecord
 
 TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from obskit.errors import UsageError
-from obskit.otel import sampling
 from obskit.otlp import config as otlp
 from obskit.otlp.config import PROTOCOLS, OtlpConfig, parse_kv_list
+from obskit.tracing import sampling
 
 TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
 if TYPE_CHECKING:

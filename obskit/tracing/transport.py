@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from obskit.otel.config import TraceConfig
 from obskit.otlp.transport import ExportFailed
+from obskit.tracing.config import TraceConfig
 
 __all__ = ["ExportFailed", "send"]
 
@@ -14,7 +14,7 @@ def send(cfg: TraceConfig, payload: bytes, deadline: float) -> None:
 
     json_body = None
     if cfg.protocol == "http/json":
-        from obskit.otel.encode import bytes_to_json_line
+        from obskit.tracing.encode import bytes_to_json_line
 
         json_body = bytes_to_json_line(payload).encode()
     transport.send(cfg, payload, deadline, json_body=json_body)
