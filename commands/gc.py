@@ -18,7 +18,8 @@ InjectOpt = Annotated[
 ]
 
 
-def agent_for(pid: int, inject: bool, proc_root: str, as_json: bool, subprocesses: bool = False) -> AgentClient:
+def agent_for(pid: int, inject: bool, proc_root: str, as_json: bool, subprocesses: bool = False,
+              offer: bool = True) -> AgentClient:
     """The target's agent client; loads the agent with --inject, or after a yes on a terminal."""
     import sys
 
@@ -26,7 +27,7 @@ def agent_for(pid: int, inject: bool, proc_root: str, as_json: bool, subprocesse
     from obskit.output import info
 
     confirm = None
-    if sys.stdin.isatty() and sys.stderr.isatty() and not as_json:
+    if offer and sys.stdin.isatty() and sys.stderr.isatty() and not as_json:
         def confirm(question: str) -> bool:
             return typer.confirm(question, default=False, err=True)
     return agent_client(pid, inject_ok=inject, proc_root=proc_root, confirm=confirm, announce=info,

@@ -169,7 +169,7 @@ def _tracemalloc(mode: str, pid: Optional[int], interval: float, frames: int, li
 
     pid = require_pid(pid)
     with span(f"obskit.mem.{mode}", pid=pid):
-        client = agent_for(pid, inject and not stop, proc_root, as_json)
+        client = agent_for(pid, inject and not stop, proc_root, as_json, offer=not stop)
         if stop:
             stopped = tmalloc.stop(client, pid)
             if as_json:

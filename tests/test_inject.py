@@ -84,7 +84,7 @@ def test_gc_inject_pauses_per_generation_and_trace(spawn_python: Callable[..., T
     t = spawn_python(GC_LOOP)
     r = run_obskit("gc", "--pid", str(t.pid), "--inject", "-d", "2", "--json", env=agent_env)
     assert r.exit_code == 0, r.stderr
-    assert re.search(rf"loaded the obskit agent into pid {t.pid} \(Python 3\.\d+\) with gdb: the process was paused "
+    assert re.search(rf"loaded the obskit agent into pid {t.pid} \(Python 3\.\d+\.\d+\) with gdb: the process was paused "
                      r"\d+ ms", r.stderr), r.stderr
     data = json.loads(r.stdout)
     gens = data["generations"]
@@ -336,3 +336,49 @@ def test_doctor_gdb_check_is_a_warning_outside_the_attach_preflight(tmp_path: Pa
     assert missing.status == "warn" and "apt-get install gdb" in missing.fix and "--inject" in missing.message
     assert doctor.check_gdb(doctor.DoctorContext()).status == "pass"
     assert doctor.check_gdb in doctor.ALL_CHECKS and doctor.check_gdb not in doctor.ATTACH_CHECKS
+
+
+def _on_terminal(args: list[str], answer: str, env: dict[str, str], timeout: float = 90) -> tuple[int, str]:
+    """Run obskit with a pseudo-terminal as stdin/stdout/stderr; answer the first question."""
+    import pty
+    import select
+
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "obskit", *args], stdin=child, stdout=child, stderr=child,
+                            env={**os.environ, **env}, close_fds=True)
+    os.close(child)
+    out = b""
+    answered = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if not answered and b"[y/N]" in out:
+                    os.write(main, answer.encode() + b"\n")
+                    answered = True
+            elif proc.poll() is not None:
+                break
+        return proc.wait(10), out.decode(errors="replace")
+    finally:
+        os.close(main)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_terminal_asks_before_loading(spawn_python: Callable[..., Target], agent_env: dict[str, str],
+                                      tmp_path: Path) -> None:
+    t = spawn_python(GC_LOOP)
+    code, out = _on_terminal(["gc", "--pid", str(t.pid)], "n", agent_env)
+    assert code == ExitCode.UNAVAILABLE and "load it now" in out, out
+    assert not (tmp_path / "agent" / f"{t.pid}.sock").exists()
+    code, out = _on_terminal(["gc", "--pid", str(t.pid)], "y", agent_env)
+    assert code == 0 and "with gdb: the process was paused" in out and f"GC of pid {t.pid}" in out, out

@@ -391,6 +391,7 @@ def inject(pid: int, *, proc_root: str = "/proc", timeout: float = 10.0, force_s
     directory = agent_directory(pid, fs)
     deadline = time.time() + timeout
     placed = None if force_string else _place_agent_file(pid, fs)
+    script: Path | None = None
     source = bootstrap_source(deadline=deadline, directory=directory, agent_path=placed[0] if placed else None)
     try:
         if gdb is not None:
@@ -400,13 +401,18 @@ def inject(pid: int, *, proc_root: str = "/proc", timeout: float = 10.0, force_s
                                   "queue is full or it is shutting down)", "retry in a moment", pid=pid)
             method = "gdb"
         else:
-            paused, at_most = _remote_exec(pid, fs, source, timeout), True
+            paused, script = _remote_exec(pid, fs, source, timeout)
+            at_most = True
             method = "sys.remote_exec"
         t_end = time.monotonic()
         _wait_for_agent(pid, proc_root, deadline, paused)
         started = time.monotonic() - t_end
+        hello = try_connect(pid, proc_root=proc_root)
+        if hello is not None:
+            version = str(hello.request("hello").get("python", version))
     finally:
         _unlink(placed[1] if placed else None)
+        _unlink(script)
     children = [c for c in fs.descendants(pid) if _is_python(fs, c)]
     return InjectResult(pid, method, version, None if method != "gdb" else paused, at_most, started,
                         "file" if placed else "string", children)
@@ -444,7 +450,7 @@ def _wait_for_agent(pid: int, proc_root: str, deadline: float, paused: float | N
 REMOTE_EXEC_WRAPPER = "import sys; sys.remote_exec({pid}, {path!r})"
 
 
-def _remote_exec(pid: int, fs: ProcFS, source: str, timeout: float) -> float:
+def _remote_exec(pid: int, fs: ProcFS, source: str, timeout: float) -> tuple[float, Path]:
     """Python 3.14+: the target's own interpreter binary sends the bootstrap (same version on both sides)."""
     name = f"obskit-boot-{os.getpid()}-{time.monotonic_ns()}.py"
     local = fs.path(pid, "root", "tmp", name)
@@ -472,11 +478,8 @@ def _remote_exec(pid: int, fs: ProcFS, source: str, timeout: float) -> float:
         raise Unavailable(f"sys.remote_exec into process {pid} failed: {last}",
                           "the target may set PYTHON_DISABLE_REMOTE_DEBUG or ptrace may be refused; see `obskit doctor`",
                           pid=pid)
-    # The script is read when the target runs it: leave it until the agent answers (the deadline bounds it).
-    import threading
-
-    threading.Timer(timeout + 1, _unlink, args=(local,)).start()
-    return time.monotonic() - t0
+    # The script is read when the target runs it: the caller removes it once the agent answers or the deadline passed.
+    return time.monotonic() - t0, local
 
 
 def detach(pid: int, *, proc_root: str = "/proc") -> dict[str, object]:
