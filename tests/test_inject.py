@@ -233,10 +233,10 @@ def test_gil_held_in_c_times_out_and_target_runs_on(spawn_python: Callable[..., 
     assert cpu1 > cpu0  # still computing, not stopped
 
 
-def _unshared(code: str, setup: str, env: dict[str, str]) -> subprocess.Popen[str]:
+def _unshared(code: str, setup: str, env: dict[str, str], *flags: str) -> subprocess.Popen[str]:
     require_tool("unshare")
     script = f"{setup} && exec {sys.executable} -u -c \"$0\""
-    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script, code],
+    proc = subprocess.Popen(["unshare", "-m", *flags, "--propagation", "private", "sh", "-c", script, code],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             env={**os.environ, **env})
     _wait_ready(proc)
@@ -261,6 +261,24 @@ def test_target_in_another_mount_namespace(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
     finally:
         terminate(proc)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for private namespaces")
+def test_target_is_pid_1_of_its_own_pid_and_mount_namespace() -> None:
+    # As in a container seen from the host: the agent names its socket by its own PID (1).
+    env = {k: v for k, v in os.environ.items() if k != "OBSKIT_AGENT_DIR"}
+    proc = _unshared(GC_LOOP, "mount -t tmpfs tmpfs /tmp", {}, "-p", "-f", "--mount-proc")
+    target = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()[0])
+    try:
+        assert _status(target)["NSpid"].split()[-1] == "1"
+        r = subprocess.run([sys.executable, "-m", "obskit", "gc", "--pid", str(target), "--inject", "--json"],
+                           capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["pid"] == target
+        assert Path(f"/proc/{target}/root/tmp/obskit-0/1.sock").is_socket()
+    finally:
+        os.kill(target, 9)
+        proc.wait(10)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private mount namespace")
