@@ -221,7 +221,7 @@ def test_gil_held_in_c_times_out_and_target_runs_on(spawn_python: Callable[..., 
     # sum() over a huge range runs in C without ever reaching the eval loop or dropping the GIL.
     t = spawn_python("print('ready', flush=True)\nsum(range(10**13))")
     t0 = time.monotonic()
-    r = run_obskit("gc", "--pid", str(t.pid), "--inject", env=agent_env, timeout=60)
+    r = run_obskit("gc", "--pid", str(t.pid), "--inject", env={**agent_env, "OBSKIT_INJECT_TIMEOUT": "5"}, timeout=60)
     assert r.exit_code == ExitCode.UNAVAILABLE, r.stderr
     assert r.stderr.count("\n") == 1, r.stderr
     assert "did not start in process" in r.stderr and "holding the GIL" in r.stderr and "paused" in r.stderr
@@ -400,3 +400,34 @@ def test_terminal_asks_before_loading(spawn_python: Callable[..., Target], agent
     assert not (tmp_path / "agent" / f"{t.pid}.sock").exists()
     code, out = _on_terminal(["gc", "--pid", str(t.pid)], "y", agent_env)
     assert code == 0 and "with gdb: the process was paused" in out and f"GC of pid {t.pid}" in out, out
+
+
+@pytest.mark.slow
+def test_gunicorn_master_then_each_worker(tmp_path: Path, agent_env: dict[str, str]) -> None:
+    pytest.importorskip("gunicorn")
+    from conftest import wait_for_lines
+
+    (tmp_path / "wsgiapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'ok']\n")
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    proc = subprocess.Popen([gunicorn, "--workers", "2", "--bind", f"unix:{tmp_path / 'g.sock'}", "wsgiapp:app"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        wait_for_lines(proc.stderr, "Booting worker", 2)
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                  text=True).stdout.split()]
+        assert len(workers) == 2
+        r = run_obskit("gc", "--pid", str(proc.pid), "--inject", "--json", env=agent_env)
+        assert r.exit_code == 0, r.stderr
+        assert "2 Python child process(es)" in r.stderr and "not reached" in r.stderr, r.stderr
+        r = run_obskit("gc", "--pid", str(proc.pid), "--inject", "-s", "--json", env=agent_env)
+        assert r.exit_code == 0, r.stderr
+        for w in workers:
+            assert f"into pid {w}" in r.stderr, r.stderr
+            g = run_obskit("gc", "--pid", str(w), "--json", env=agent_env)
+            assert g.exit_code == 0 and json.loads(g.stdout)["pid"] == w, g.stderr
+    finally:
+        terminate(proc, timeout=15)

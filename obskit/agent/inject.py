@@ -361,8 +361,20 @@ def version_tuple(version: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def inject(pid: int, *, proc_root: str = "/proc", timeout: float = 10.0, force_string: bool = False) -> InjectResult:
+def default_timeout() -> float:
+    """Seconds the bootstrap may take to run: 20 (an idle gunicorn sync worker sleeps up to 15 s in
+    select between requests); ``OBSKIT_INJECT_TIMEOUT`` changes it."""
+    try:
+        value = float(os.environ.get("OBSKIT_INJECT_TIMEOUT", "20"))
+    except ValueError:
+        return 20.0
+    return value if 0 < value < 3600 else 20.0
+
+
+def inject(pid: int, *, proc_root: str = "/proc", timeout: float | None = None,
+           force_string: bool = False) -> InjectResult:
     """Load the agent into ``pid`` and wait until its socket answers ``hello``; idempotent."""
+    timeout = default_timeout() if timeout is None else timeout
     from obskit.agent.client import find_socket, try_connect
 
     fs = ProcFS(proc_root)
@@ -441,8 +453,10 @@ def _wait_for_agent(pid: int, proc_root: str, deadline: float, paused: float | N
     pause = f" (it was paused {paused * 1e3:.0f} ms and runs on)" if paused is not None else ""
     raise Unavailable(
         f"the agent did not start in process {pid} before the deadline{pause}: its main thread did not return to "
-        "Python (a long C call holding the GIL, or a blocking wait), or the agent could not listen",
-        "retry when it is less busy, or restart it under `obskit run -- CMD`; the scheduled load expires unused",
+        "Python (a long C call holding the GIL, or a blocking wait such as an idle worker in select), or the agent "
+        "could not listen",
+        "retry when it is less busy or busier (a request wakes an idle worker), set OBSKIT_INJECT_TIMEOUT to wait "
+        "longer, or restart it under `obskit run -- CMD`; the scheduled load expires unused",
         pid=pid,
     )
 
@@ -498,11 +512,13 @@ Confirm = Callable[[str], bool]
 
 
 def agent_client(pid: int, *, inject_ok: bool, proc_root: str = "/proc", confirm: Confirm | None = None,
-                 announce: Callable[[str], None] | None = None, timeout: float = 10.0,
+                 announce: Callable[[str], None] | None = None, timeout: float | None = None,
                  subprocesses: bool = False) -> AgentClient:
     """A client for ``pid``'s agent; loads it first with ``inject_ok`` (or when ``confirm`` says yes)."""
     from obskit.agent.client import NO_AGENT_HINT, connect, find_socket
 
+    fs = ProcFS(proc_root)
+    result: InjectResult | None = None
     if find_socket(pid, proc_root=proc_root) is not None:
         if inject_ok and announce is not None:
             announce(f"pid {pid} already runs the obskit agent (nothing loaded)")
@@ -515,15 +531,21 @@ def agent_client(pid: int, *, inject_ok: bool, proc_root: str = "/proc", confirm
         result = inject(pid, proc_root=proc_root, timeout=timeout)
         if announce is not None:
             announce(result.line())
-        fs = ProcFS(proc_root)
-        if subprocesses:
-            for child in result.children_not_reached:
-                if fs.exists(child):
-                    r = inject(child, proc_root=proc_root, timeout=timeout)
-                    if announce is not None:
-                        announce(r.line())
-        elif announce is not None and result.children_line():
-            announce(result.children_line() or "")
+    if subprocesses:
+        children = result.children_not_reached if result is not None else [
+            c for c in fs.descendants(pid) if _is_python(fs, c)]
+        # All at once: each child runs its bootstrap when its own main thread gets to it.
+        from concurrent.futures import ThreadPoolExecutor
+
+        live = [c for c in children if fs.exists(c) and not fs.is_zombie(c)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures = [pool.submit(inject, c, proc_root=proc_root, timeout=timeout) for c in live]
+            results = [f.result() for f in futures]
+        if announce is not None:
+            for r in results:
+                announce(r.line())
+    elif result is not None and announce is not None and result.children_line():
+        announce(result.children_line() or "")
     return connect(pid, proc_root=proc_root)
 
 
