@@ -431,3 +431,20 @@ def test_gunicorn_master_then_each_worker(tmp_path: Path, agent_env: dict[str, s
             assert g.exit_code == 0 and json.loads(g.stdout)["pid"] == w, g.stderr
     finally:
         terminate(proc, timeout=15)
+
+
+def test_stopped_target_is_refused_and_left_stopped(spawn_python: Callable[..., Target],
+                                                    agent_env: dict[str, str]) -> None:
+    import signal
+
+    t = spawn_python(GC_LOOP)
+    os.kill(t.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 10
+        while not _status(t.pid)["State"].startswith("T") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        r = run_obskit("gc", "--pid", str(t.pid), "--inject", env=agent_env)
+        assert r.exit_code == ExitCode.UNAVAILABLE and "is stopped" in r.stderr, r.stderr
+        assert _status(t.pid)["State"].startswith("T")  # obskit did not continue a process someone stopped
+    finally:
+        os.kill(t.pid, signal.SIGCONT)

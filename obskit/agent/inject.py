@@ -400,6 +400,7 @@ def inject(pid: int, *, proc_root: str = "/proc", timeout: float | None = None,
             raise Unavailable(f"loading the agent into Python {version} needs gdb, which is not installed", GDB_HINT,
                               pid=pid)
         syms = resolve_symbols(pid, fs)
+    _check_not_held(pid, fs)
     directory = agent_directory(pid, fs)
     deadline = time.time() + timeout
     placed = None if force_string else _place_agent_file(pid, fs)
@@ -428,6 +429,21 @@ def inject(pid: int, *, proc_root: str = "/proc", timeout: float | None = None,
     children = [c for c in fs.descendants(pid) if _is_python(fs, c)]
     return InjectResult(pid, method, version, None if method != "gdb" else paused, at_most, started,
                         "file" if placed else "string", children)
+
+
+def _check_not_held(pid: int, fs: ProcFS) -> None:
+    """A stopped process would never run the bootstrap, and one already traced cannot be attached."""
+    try:
+        status = fs.status(pid)
+    except (TargetNotFound, PermissionDenied):
+        return
+    tracer = status.get("TracerPid", "0").strip()
+    if tracer not in ("", "0"):
+        raise Unavailable(f"process {pid} is already being traced by pid {tracer} (a debugger or profiler)",
+                          "retry when it has detached", pid=pid)
+    if status.get("State", "").startswith("T"):
+        raise Unavailable(f"process {pid} is stopped (SIGSTOP or job control): it cannot run the agent",
+                          f"continue it first (`kill -CONT {pid}`) if that is intended", pid=pid)
 
 
 def _is_python(fs: ProcFS, pid: int) -> bool:
