@@ -448,3 +448,19 @@ def test_stopped_target_is_refused_and_left_stopped(spawn_python: Callable[..., 
         assert _status(t.pid)["State"].startswith("T")  # obskit did not continue a process someone stopped
     finally:
         os.kill(t.pid, signal.SIGCONT)
+
+
+def test_late_bootstrap_does_nothing_and_never_raises(tmp_path: Path) -> None:
+    # What PyRun_SimpleString runs: after its deadline it loads nothing; a failing load never escapes.
+    from obskit.agent.inject import bootstrap_source
+
+    late = bootstrap_source(deadline=time.time() - 1, directory=str(tmp_path / "a"), agent_path=None)
+    broken = bootstrap_source(deadline=time.time() + 60, directory=str(tmp_path / "b"), agent_path="/nonexistent.py")
+    code = (f"exec(compile({late!r}, 'late', 'exec'), globals())\n"
+            f"exec(compile({broken!r}, 'broken', 'exec'), globals())\n"
+            "import sys\n"
+            "assert '_obskit_agent_server' not in sys.modules and '_obskit_boot' not in globals()\n"
+            "print('clean')")
+    r = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "clean" and r.stderr == "", r.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
