@@ -223,12 +223,60 @@ def _accept(role: str, v: Any) -> bool:
     return isinstance(v, (int, float, str))  # levelnum
 
 
+_ACCEPT_TYPES: dict[str, frozenset[type]] = {
+    "level": frozenset((str, int, float)),
+    "time": frozenset((str, int, float, dict)),
+    "msg": frozenset((str, int, float)),
+    "logger": frozenset((str,)),
+    "traceparent": frozenset((str,)),
+    "trace": frozenset((str, int)),
+    "span": frozenset((str, int)),
+    "levelnum": frozenset((int, float, str)),
+}
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, str], ...] | None] = {}
+_LEVEL_CACHE: dict[str, str | None] = {}
+# keys that change the full scan's outcome by their value ("trace"/"logger" holding a dict are
+# refused by the per-record type check instead)
+_PLAN_BLOCKERS = frozenset(k for k in _NESTED if k not in _ROLES) | {"name", "line", "labels", "jsonPayload"}
+
+
+def _plan(rec: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """Which key plays which role for records with exactly these keys (in this order), when that
+    follows from the keys alone: the same choice :func:`normalise_json`'s full scan makes when each
+    chosen value has an accepted type (checked per record).  None: take the full scan."""
+    keys = tuple(rec)
+    try:
+        return _PLANS[keys]
+    except KeyError:
+        pass
+    plan: tuple[tuple[str, str], ...] | None = None
+    if not _PLAN_BLOCKERS.intersection(keys):
+        found: dict[str, tuple[int, str]] = {}
+        for key in keys:
+            r = _ROLES.get(key)
+            if r is not None and (r[0] not in found or r[1] < found[r[0]][0]):
+                found[r[0]] = (r[1], key)
+        # a chosen key whose value is refused would hand the role to another key: only one key per role
+        per_role: dict[str, int] = {}
+        for key in keys:
+            r = _ROLES.get(key)
+            if r is not None:
+                per_role[r[0]] = per_role.get(r[0], 0) + 1
+        if all(n == 1 for n in per_role.values()):
+            plan = tuple((role, key) for role, (_p, key) in found.items())
+    if len(_PLANS) > 512:
+        _PLANS.clear()
+    _PLANS[keys] = plan
+    return plan
+
+
 def normalise_json(rec: dict[str, Any], source: str, raw: str, depth: int = 0, logfmt: bool = False) -> LogRecord:
     """A record from a decoded JSON object; ``rec`` is consumed (the remainder becomes attrs)."""
     out = LogRecord(source=source, raw=raw, format="json")
     # envelopes whose payload is another log line: docker json-file ("log"), Loki ("line"), GCP jsonPayload
     inner_line: str | None = None
-    if depth == 0:
+    plan = _plan(rec) if depth == 0 else None
+    if depth == 0 and plan is None:  # a plan exists only for key sets without envelope keys
         if isinstance(rec.get("line"), str) and isinstance(rec.get("labels"), dict):  # Loki / logcli jsonl
             inner_line = rec.pop("line")
             for k, v in rec.pop("labels").items():
@@ -240,26 +288,39 @@ def normalise_json(rec: dict[str, Any], source: str, raw: str, depth: int = 0, l
             del rec["jsonPayload"]
             for k, v in payload.items():
                 rec.setdefault(k, v)
-    found: dict[str, tuple[int, str]] = {}
-    roles = _ROLES
-    nested = False
-    for key, value in rec.items():
-        r = roles.get(key)
-        if r is not None:
-            role, prio = r
-            if _accept(role, value):
-                cur = found.get(role)
-                if cur is None or prio < cur[0]:
-                    found[role] = (prio, key)
-            elif isinstance(value, dict) and key in _NESTED:
-                nested = True
-        elif key in _NESTED and isinstance(value, dict):
-            nested = True
     values: dict[str, Any] = {}
-    for role, (_prio, key) in found.items():
-        values[role] = rec.pop(key)
-        if role == "levelnum":
-            values["levelnum_scale"] = _LEVEL_NUM_SCALE[key]
+    nested = False
+    if plan is not None:
+        # the common case: a key set seen before, every chosen value of an acceptable type
+        types = _ACCEPT_TYPES
+        for role, key in plan:
+            if type(rec[key]) not in types[role]:
+                plan = None
+                break
+    if plan is not None:
+        for role, key in plan:
+            values[role] = rec.pop(key)
+            if role == "levelnum":
+                values["levelnum_scale"] = _LEVEL_NUM_SCALE[key]
+    else:
+        found: dict[str, tuple[int, str]] = {}
+        roles = _ROLES
+        for key, value in rec.items():
+            r = roles.get(key)
+            if r is not None:
+                role, prio = r
+                if _accept(role, value):
+                    cur = found.get(role)
+                    if cur is None or prio < cur[0]:
+                        found[role] = (prio, key)
+                elif isinstance(value, dict) and key in _NESTED:
+                    nested = True
+            elif key in _NESTED and isinstance(value, dict):
+                nested = True
+        for role, (_prio, key) in found.items():
+            values[role] = rec.pop(key)
+            if role == "levelnum":
+                values["levelnum_scale"] = _LEVEL_NUM_SCALE[key]
     if nested:
         for outer, inner_keys in _NESTED.items():
             sub = rec.get(outer)
@@ -274,7 +335,12 @@ def normalise_json(rec: dict[str, Any], source: str, raw: str, depth: int = 0, l
     if level is not None and not (isinstance(level, str) and level.strip().isdigit() and not logfmt):
         # a numeric "level" is bunyan/pino's scale; python's own number is "levelno".  A quoted number
         # is a level only in logfmt (where every value is text): the prefilter relies on this.
-        out.level = normalise_level(level, "bunyan")
+        lv = _LEVEL_CACHE.get(level) if type(level) is str else None
+        if lv is None:
+            lv = normalise_level(level, "bunyan")
+            if type(level) is str and len(_LEVEL_CACHE) < 256:
+                _LEVEL_CACHE[level] = lv
+        out.level = lv
     num = values.get("levelnum")
     if out.level is None and num is not None and (logfmt or not isinstance(num, str)):
         out.level = normalise_level(num, values["levelnum_scale"])

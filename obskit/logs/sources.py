@@ -19,7 +19,7 @@ import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from obskit.errors import InputError, TargetNotFound, UsageError
 from obskit.logs.model import Marker
@@ -43,6 +43,7 @@ class Batch:
     source: str
     lines: list[bytes]
     capped: list[int] = field(default_factory=list)
+    data: bytes = b""  # or: whole lines as one chunk, each ending in a newline (``lines`` empty)
 
 
 @dataclass
@@ -83,6 +84,25 @@ class LineSplitter:
             self.skipping = True
         return lines, capped
 
+    def feed_chunk(self, data: bytes) -> tuple[bytes, list[bytes], list[int]]:
+        """Like :meth:`feed`, but the complete lines come back as one chunk (split later, and only
+        where needed); only a line still open and already longer than ``cap`` is cut here."""
+        if self.skipping:
+            i = data.find(b"\n")
+            if i < 0:
+                return b"", [], []
+            data = data[i + 1:]
+            self.skipping = False
+        if self.buf:
+            data = self.buf + data
+        i = data.rfind(b"\n")
+        chunk, self.buf = (data[: i + 1], data[i + 1:]) if i >= 0 else (b"", data)
+        if len(self.buf) > self.cap:
+            cut, self.buf = self.buf[: self.cap], b""
+            self.skipping = True
+            return chunk, [cut], [0]
+        return chunk, [], []
+
     def flush(self) -> list[bytes]:
         rest, self.buf, self.skipping = self.buf, b"", False
         return [rest] if rest else []
@@ -108,9 +128,34 @@ class Reader(threading.Thread):
         self.rotations = 0
         self.gaps = 0
         self.error: str | None = None
+        self.sink: Callable[[object], None] | None = None  # read_range: items go here, not to the queue
+
+    def read_range(self, start: int, end: int | None, sink: Callable[[object], None]) -> None:
+        """Bytes ``start``..``end`` (None: to the end) of the file, both on line starts, read in
+        this thread, each item handed to ``sink``; no Eof."""
+        self.sink = sink
+        assert self.spec.path is not None
+        try:
+            with open(self.spec.path, "rb", buffering=0) as f:
+                f.seek(start)
+                left = (1 << 62) if end is None else end - start
+                while left > 0:
+                    data = f.read(min(BLOCK, left))
+                    if not data:
+                        break
+                    left -= len(data)
+                    self.bytes_read += len(data)
+                    self._feed(data)
+        except OSError as e:
+            self.error = f"{self.spec.label}: {e.strerror or e}"
+            self._marker("error", f"reading stopped: {e.strerror or e}")
+        self._emit(self.splitter.flush(), [])
 
     # -- queue ----------------------------------------------------------------------
     def _put(self, item: object, lines: int = 0) -> None:
+        if self.sink is not None:
+            self.sink(item)
+            return
         if self.block or not lines:
             while not self.stop.is_set() and not self._put_wait(item):
                 pass
@@ -133,6 +178,14 @@ class Reader(threading.Thread):
         self.lines_read += len(lines)
         self.capped += len(capped)
         self._put(Batch(self.spec.label, lines, capped), len(lines))
+
+    def _feed(self, data: bytes) -> None:
+        chunk, lines, capped = self.splitter.feed_chunk(data)
+        if chunk:
+            n = chunk.count(b"\n")
+            self.lines_read += n
+            self._put(Batch(self.spec.label, [], [], chunk), n)
+        self._emit(lines, capped)
 
     def _marker(self, kind: str, text: str, gap: bool = False) -> None:
         self._put(Marker(self.spec.label, kind, text, gap=gap))
@@ -157,7 +210,7 @@ class Reader(threading.Thread):
             if not data:
                 return
             self.bytes_read += len(data)
-            self._emit(*self.splitter.feed(data))
+            self._feed(data)
 
     def _read_file(self, path: str) -> None:
         f: BinaryIO = open(path, "rb", buffering=0)
@@ -180,7 +233,7 @@ class Reader(threading.Thread):
             if not data:
                 return
             self.bytes_read += len(data)
-            self._emit(*self.splitter.feed(data))
+            self._feed(data)
 
     def _follow_step(self, path: str, f: BinaryIO) -> BinaryIO:
         try:
@@ -206,6 +259,24 @@ class Reader(threading.Thread):
                          "between the last read and the truncation may be missing", gap=True)
             self._drain(f)
         return f
+
+
+def line_start_after(path: str, offset: int, is_continuation: Callable[[str], object], limit: int = 1 << 20) -> int:
+    """The first line start at or after ``offset`` whose line does not continue the one before
+    it (a traceback line stays with its record); the file's size when there is none near."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if offset <= 0:
+            return 0
+        f.seek(offset - 1)
+        data = f.read(limit)
+    pos = data.find(b"\n")
+    while 0 <= pos < len(data) - 1:
+        start = pos + 1
+        if not is_continuation(data[start:start + 200].decode("utf-8", "replace")):
+            return offset - 1 + start
+        pos = data.find(b"\n", start)
+    return size
 
 
 def _tail_offset(f: BinaryIO, n: int) -> int:
