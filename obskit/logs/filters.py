@@ -18,21 +18,27 @@ from obskit.errors import UsageError
 from obskit.logs.model import LEVEL_TOKENS, LEVELS, LogRecord, level_rank, normalise_level
 from obskit.logs.parse import parse_time
 
-_REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr|d|w)?\s*(?:ago)?\s*$", re.I)
-_UNIT = {None: 1.0, "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0,
-         "d": 86400.0, "w": 604800.0}
+_NUMBER = re.compile(r"\d+(?:\.\d*)?")
 
 
 def parse_when(text: str, option: str, now: float | None = None) -> float:
-    """``15m`` / ``2h`` / ``90s`` ago, ``now``, an ISO time, a time of day today, or epoch seconds."""
+    """A point in time: a duration ago in obskit's one grammar (``15m``, ``2h ago``, ``90``; see
+    :mod:`obskit.durations`), ``now``, an ISO time, a time of day today, or epoch seconds (a bare
+    number past 10^8)."""
+    from obskit.durations import parse_duration
+
     now = _time.time() if now is None else now
     s = text.strip()
     if s.lower() == "now":
         return now
-    m = _REL.match(s)
-    if m and not (m.group(2) is None and float(m.group(1)) > 1e8):
-        unit = m.group(2).lower() if m.group(2) else None
-        return now - float(m.group(1)) * _UNIT[unit]
+    ago = s.lower().endswith("ago")
+    rel = s[:-3].strip() if ago else s
+    if not (_NUMBER.fullmatch(rel) and float(rel) > 1e8):
+        try:
+            return now - parse_duration(rel, option=option, allow_zero=True)
+        except UsageError:
+            if ago:
+                raise
     if re.fullmatch(r"\d\d:\d\d(:\d\d(\.\d+)?)?", s):
         today = _dt.datetime.fromtimestamp(now).strftime("%Y-%m-%d")
         s = f"{today} {s}"

@@ -7,16 +7,18 @@ import queue
 import stat
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
 from obskit.logs.filters import Filters
 from obskit.logs.model import LogRecord, Marker
 from obskit.logs.parse import _CONTINUATION, Parser
-from obskit.logs.sources import Batch, Eof, Reader, RecentDrops, SourceSpec, line_start_after
+from obskit.logs.sources import Batch, Eof, Reader, RecentDrops, SourceSpec, line_start_after, new_glob_matches
 from obskit.logs.summary import LogsSummary, SourceStat, SummaryBuilder
 
 QUEUE_BATCHES = 16
+GLOB_POLL = 0.5
 PARALLEL_MIN_BYTES = 16 << 20  # below this a second process costs more than it saves
 Range = tuple[int, int, "int | None"]  # (source index, start, end or None for the end of the file)
 
@@ -30,6 +32,7 @@ class Options:
     mode: str = "human"  # human | json | raw | summary | none
     color: bool = False
     summary: bool = False
+    globs: list[str] = field(default_factory=list)  # followed: files matching these later are read too
 
 
 @dataclass
@@ -63,7 +66,8 @@ class Pipeline:
         from obskit.logs.render import LineRenderer, json_line
 
         width = max((len(s.label) for s in specs), default=0)
-        self.renderer = LineRenderer(color=opts.color, show_source=len(specs) > 1, source_width=min(width, 24))
+        self.renderer = LineRenderer(color=opts.color, show_source=len(specs) > 1 or bool(opts.globs),
+                                     source_width=min(max(width, 12 if opts.globs else 0), 24))
         self.json_line = json_line
         self.block_pre = filters.block_prefilter()
         self.line_pre = filters.line_prefilter()
@@ -96,8 +100,24 @@ class Pipeline:
                 r.start()
             if self.opts.follow:
                 names = ", ".join(s.label for s in self.specs[:5]) + (" ..." if len(self.specs) > 5 else "")
+                if self.opts.globs:
+                    names += (", " if names else "") + ", ".join(self.opts.globs)
                 self.err(f"obskit: following {names} (Ctrl-C to stop)")
-            while live:
+                for spec in self.specs:
+                    if spec.wait:
+                        self.err(f"obskit: {spec.path} does not exist yet: waiting for it (as tail -F)")
+            next_glob = time.monotonic() + GLOB_POLL
+            while live or (self.opts.follow and self.opts.globs):
+                if self.opts.follow and self.opts.globs and time.monotonic() >= next_glob:
+                    next_glob = time.monotonic() + GLOB_POLL
+                    for spec in new_glob_matches(self.opts.globs, self.specs):
+                        self.specs.append(spec)
+                        parsers[spec.label] = Parser(spec.label)
+                        r = Reader(spec, q, follow=True, block=block, cap=self.opts.cap, tail=None, stop=self.stop)
+                        self.readers.append(r)
+                        r.start()
+                        live += 1
+                        self.err(f"obskit: following new file {spec.path}")
                 try:
                     item = q.get(timeout=0.5)
                 except queue.Empty:
@@ -504,10 +524,17 @@ def _silence_stdout() -> None:
 
 
 def _stderr_line(text: str) -> None:
+    """A line for people on stderr, through the one stderr path (``obskit.output``)."""
+    from obskit.output import info, warn
+
+    text = text.removeprefix("obskit: ")
     try:
-        sys.stderr.write(text + "\n")
+        if text.startswith("warning: "):
+            warn(text.removeprefix("warning: "))
+        else:
+            info(text)
         sys.stderr.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
 
 
