@@ -322,7 +322,7 @@ def _errors_stream(per_bucket: list[int], t0: float = 1715688000.0, fill: int = 
     for sec, n in enumerate(per_bucket):
         for j in range(n):
             sb.add(p.parse(json.dumps({"level": "error", "msg": "boom", "ts": t0 + sec + j / (n + 1)}).encode())[0])
-        for j in range(fill):
+        for _ in range(fill):
             sb.add(p.parse(json.dumps({"level": "info", "msg": "ok", "ts": t0 + sec + 0.5}).encode())[0])
     return sb
 
@@ -357,7 +357,8 @@ def test_summaries_of_two_halves_merge_into_the_whole() -> None:
     import pickle
 
     a.merge(pickle.loads(pickle.dumps(b)))
-    kw = dict(lines=5000, unparsed=0, capped=0, invalid_utf8=0, dropped=0, gaps=0, sources=[])
+    kw: dict[str, object] = {"lines": 5000, "unparsed": 0, "capped": 0, "invalid_utf8": 0, "dropped": 0, "gaps": 0,
+                             "sources": []}
     assert a.result(**kw) == whole.result(**kw)  # type: ignore[arg-type]
 
 
