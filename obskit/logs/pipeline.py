@@ -283,7 +283,9 @@ class Pipeline:
         finally:
             os.waitpid(pid, 0)
         try:
-            if state is None:
+            if state is None and self.broken_pipe:
+                pass  # nobody reads our output any more: the worker was stopped on purpose
+            elif state is None:
                 self.err("obskit: warning: the worker reading the second half stopped without a result; "
                          "that part is missing (OBSKIT_LOGS_WORKERS=1 reads in one process)")
                 self.gaps_here += 1

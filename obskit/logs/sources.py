@@ -150,6 +150,8 @@ class Reader(threading.Thread):
                     left -= len(data)
                     self.bytes_read += len(data)
                     self._feed(data)
+        except BrokenPipeError:
+            raise  # our reader went away (the sink writes): not a reading error
         except OSError as e:
             self.error = f"{self.spec.label}: {e.strerror or e}"
             self._marker("error", f"reading stopped: {e.strerror or e}")
