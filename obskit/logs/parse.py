@@ -68,6 +68,8 @@ def parse_time(value: Any) -> float | None:
     """Epoch seconds from epoch s/ms/µs/ns numbers (or numeric strings), ISO 8601 / RFC 3339,
     Python's asctime (``2024-05-14 12:00:00,123``), or GCP's ``{"seconds", "nanos"}``."""
     try:
+        if type(value) is str and 19 <= len(value) <= 40 and value[4] == "-":
+            return _iso(value.strip())  # the common case first: an ISO 8601 / RFC 3339 string
         if isinstance(value, bool):
             return None
         if isinstance(value, (int, float)):
@@ -104,6 +106,11 @@ _ISO_FAST = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:[.,](\d{1,9}))?(
 
 
 def _iso(s: str) -> float | None:
+    if s[-1:] == "Z" and s[19:20] in (".", ","):  # 2024-05-14T12:00:00.123Z: no regex for the usual shape
+        frac = s[20:-1]
+        sec = _ISO_CACHE.get(s[:19] + "Z")
+        if sec is not None and frac.isdigit() and len(frac) <= 9 and frac.isascii():
+            return sec + int(frac) / 10 ** len(frac)
     m = _ISO_FAST.match(s)
     if m is None:
         return _iso_slow(s)
@@ -235,6 +242,8 @@ _ACCEPT_TYPES: dict[str, frozenset[type]] = {
 }
 _PLANS: dict[tuple[str, ...], tuple[tuple[str, str], ...] | None] = {}
 _LEVEL_CACHE: dict[str, str | None] = {}
+_SLOT_ROLES = ("level", "levelnum", "time", "msg", "logger", "trace", "span", "traceparent")
+_SLOTS: dict[tuple[str, ...], tuple[str | None, ...]] = {}
 # keys that change the full scan's outcome by their value ("trace"/"logger" holding a dict are
 # refused by the per-record type check instead)
 _PLAN_BLOCKERS = frozenset(k for k in _NESTED if k not in _ROLES) | {"name", "line", "labels", "jsonPayload"}
@@ -264,10 +273,95 @@ def _plan(rec: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
                 per_role[r[0]] = per_role.get(r[0], 0) + 1
         if all(n == 1 for n in per_role.values()):
             plan = tuple((role, key) for role, (_p, key) in found.items())
+            _SLOTS[keys] = (*(found[r][1] if r in found else None for r in _SLOT_ROLES),
+                            _LEVEL_NUM_SCALE.get(found["levelnum"][1]) if "levelnum" in found else None)
     if len(_PLANS) > 512:
         _PLANS.clear()
+        _SLOTS.clear()
     _PLANS[keys] = plan
     return plan
+
+
+def summary_fields(line: bytes) -> tuple[str | None, float | None, str, str | None] | None:
+    """(level, time, message, trace id) of a JSON line whose key set has a plan, exactly as
+    :class:`Parser` would normalise it, without building the record; None: parse it in full."""
+    if line[:1] != b"{":
+        return None
+    try:
+        rec = _loads(line)
+    except _JSONDecodeError:
+        return None
+    if type(rec) is not dict:
+        return None
+    plan = _plan(rec)
+    if plan is None:
+        return None
+    types = _ACCEPT_TYPES
+    for role, key in plan:
+        if type(rec[key]) not in types[role]:
+            return None
+    lk, nk, tk, mk, _gk, rk, _sk, pk, scale = _SLOTS[tuple(rec)]
+    level = None
+    if lk is not None:
+        v = rec[lk]
+        if type(v) is str:
+            level = _LEVEL_CACHE.get(v)
+            if level is None and v not in _LEVEL_CACHE:
+                return None  # not seen yet: the full path fills the cache
+        else:
+            level = normalise_level(v, "bunyan")
+    if level is None and nk is not None and type(rec[nk]) is not str:
+        level = normalise_level(rec[nk], scale or "python")
+    t = parse_time(rec[tk]) if tk is not None else None
+    msg = "" if mk is None else rec[mk] if type(rec[mk]) is str else str(rec[mk])
+    trace = norm_trace_id(rec[rk]) if rk is not None else None
+    if pk is not None and trace is None:
+        m = _TRACEPARENT.match(rec[pk].strip().lower())
+        if m:
+            trace = m.group(1)
+    return level, t, msg, trace
+
+
+def _planned(rec: dict[str, Any], slots: tuple[Any, ...], out: LogRecord) -> LogRecord:
+    """:func:`normalise_json` for a record whose roles were planned from its keys (values of
+    accepted types, no envelopes, no nesting): the same result with less work per line."""
+    lk, nk, tk, mk, gk, rk, sk, pk, scale = slots
+    pop = rec.pop
+    if lk is not None:
+        level = pop(lk)
+        if type(level) is str:
+            lv = _LEVEL_CACHE.get(level)
+            if lv is None and level not in _LEVEL_CACHE:
+                # a quoted number is a level only in logfmt
+                lv = None if level.strip().isdigit() else normalise_level(level, "bunyan")
+                if len(_LEVEL_CACHE) < 256:
+                    _LEVEL_CACHE[level] = lv
+            out.level = lv
+        else:
+            out.level = normalise_level(level, "bunyan")
+    if nk is not None:
+        num = pop(nk)
+        if out.level is None and type(num) is not str:
+            out.level = normalise_level(num, scale)
+    if tk is not None:
+        t = pop(tk)
+        out.time = parse_time(t)
+    if mk is not None:
+        msg = pop(mk)
+        out.message = msg if type(msg) is str else str(msg)
+    if gk is not None:
+        out.logger = pop(gk)
+    if rk is not None:
+        out.trace_id = norm_trace_id(pop(rk))
+    if sk is not None:
+        out.span_id = norm_span_id(pop(sk))
+    if pk is not None:
+        m = _TRACEPARENT.match(pop(pk).strip().lower())
+        if m:
+            out.trace_id = out.trace_id or m.group(1)
+            out.span_id = out.span_id or m.group(2)
+    out.attrs = rec
+    return out
 
 
 def normalise_json(rec: dict[str, Any], source: str, raw: str, depth: int = 0, logfmt: bool = False) -> LogRecord:
@@ -297,6 +391,9 @@ def normalise_json(rec: dict[str, Any], source: str, raw: str, depth: int = 0, l
             if type(rec[key]) not in types[role]:
                 plan = None
                 break
+        else:
+            if not logfmt:
+                return _planned(rec, _SLOTS[tuple(rec)], out)
     if plan is not None:
         for role, key in plan:
             values[role] = rec.pop(key)

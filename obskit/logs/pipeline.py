@@ -13,7 +13,7 @@ from typing import IO, Any, Callable
 
 from obskit.logs.filters import Filters
 from obskit.logs.model import LogRecord, Marker
-from obskit.logs.parse import _CONTINUATION, Parser
+from obskit.logs.parse import _CONTINUATION, Parser, summary_fields
 from obskit.logs.sources import Batch, Eof, Reader, RecentDrops, SourceSpec, line_start_after, new_glob_matches
 from obskit.logs.summary import LogsSummary, SourceStat, SummaryBuilder
 
@@ -79,6 +79,8 @@ class Pipeline:
         self.raw_out: list[bytes] = []
         self.pending: dict[str, tuple[LogRecord, list[bytes]]] = {}
         self.capped_here = 0  # lines cut by the pipeline (chunks are cut only where they are read)
+        self.summary_only = (self.summary is not None and opts.mode == "none" and not filters.active
+                             and exporter is None)
         self.gaps_here = 0
         self._worker_formats: dict[str, dict[str, int]] = {}
 
@@ -438,8 +440,34 @@ class Pipeline:
             return
         if not counted:
             self.counters.lines += len(lines)
+        if self.summary_only and not capped:
+            self._summary_lines(lines, source, parser)
+            return
         for i, line in enumerate(lines):
             self._line(line, i in capped, source, parser)
+
+    def _summary_lines(self, lines: list[bytes], source: str, parser: Parser) -> None:
+        """--summary with no filter: JSON lines of a planned shape go straight to the summary
+        (the same fields the full parse gives, without building records); the rest take the
+        full path."""
+        add = self.summary.add_fields if self.summary is not None else None
+        assert add is not None
+        fields = summary_fields
+        formats = parser.formats
+        n = 0
+        for line in lines:
+            f = fields(line)
+            if f is None:
+                self._line(line, False, source, parser)
+                continue
+            if parser.last is not None or source in self.pending:
+                parser.last = None
+                self._flush_pending(source)
+            add(*f)
+            n += 1
+        if n:
+            formats["json"] = formats.get("json", 0) + n
+            self.counters.records += n
 
     def _line(self, line: bytes, capped: bool, source: str, parser: Parser) -> None:
         c = self.counters

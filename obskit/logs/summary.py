@@ -193,10 +193,12 @@ class SummaryBuilder:
         self.untimed = 0
 
     def add(self, rec: LogRecord) -> None:
+        self.add_fields(rec.level, rec.time, rec.message if rec.format != "plain" else rec.raw, rec.trace_id)
+
+    def add_fields(self, level_: str | None, t: float | None, msg: str, trace_id: str | None) -> None:
         self.records += 1
-        level = rec.level or "none"
+        level = level_ or "none"
         self.by_level[level] = self.by_level.get(level, 0) + 1
-        t = rec.time
         if t is None:
             self.untimed += 1
         else:
@@ -206,7 +208,6 @@ class SummaryBuilder:
                 self.last = t
             self._bucket(t, level)
         is_error = LEVELS.get(level, 0) >= ERROR_RANK
-        msg = rec.message if rec.format != "plain" else rec.raw
         tmpl = self.template_cache.get(msg)
         if tmpl is None:
             tmpl = template_of(msg)
@@ -227,10 +228,10 @@ class SummaryBuilder:
                     e[3] = t
                 if e[4] is None or t > e[4]:
                     e[4] = t
-        if is_error and rec.trace_id:
-            te = self.traces.get(rec.trace_id)
+        if is_error and trace_id:
+            te = self.traces.get(trace_id)
             if te is None:
-                self.traces.add(rec.trace_id, [1, t, t, msg[:200]])
+                self.traces.add(trace_id, [1, t, t, msg[:200]])
             else:
                 te[0] += 1
                 if t is not None:
