@@ -178,8 +178,8 @@ def render_summary(s: LogsSummary) -> None:
     if s.histogram:
         rows, width = rebucket(s.histogram, HISTOGRAM_ROWS)
         seconds = (s.bucket_seconds or 1) * width
-        note = f", {len(s.histogram)} buckets of {s.bucket_seconds:g}s shown {width} to a row" if width > 1 else ""
-        con.print(f"\n[bold]levels over time[/] (each row {seconds:g}s, the whole range{note})")
+        note = f"{len(s.histogram)} buckets of {s.bucket_seconds:g}s shown {width} to a row" if width > 1 else "the whole range"
+        con.print(f"\n[bold]levels over time[/], {seconds:g}s a row ({note})")
         peak = max(sum(b.counts.values()) for b in rows) or 1
         for b in rows:
             total = sum(b.counts.values())
