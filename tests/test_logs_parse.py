@@ -370,3 +370,32 @@ def test_rebucket_covers_every_bucket() -> None:
     rows, width = rebucket(buckets, 40)
     assert width == 3 and len(rows) == 32 and rows[0].start == "0" and rows[-1].start == "93"
     assert sum(r.counts["info"] for r in rows) == sum(range(94))
+
+
+@pytest.mark.slow
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(level_lines(), min_size=1, max_size=12), st.sampled_from(["warning", "error", "critical"]),
+       st.booleans())
+def test_chunk_prefilter_engines_never_reject_a_match(lines: list[bytes], threshold: str, hyperscan: bool) -> None:
+    """Both scanners (Hyperscan and the pure-Python fallback) over one chunk of several lines."""
+    import os
+
+    from obskit.logs.filters import ChunkPrefilter
+
+    old = os.environ.pop("OBSKIT_NO_HYPERSCAN", None)
+    if not hyperscan:
+        os.environ["OBSKIT_NO_HYPERSCAN"] = "1"
+    try:
+        pre = ChunkPrefilter(threshold, None)
+    finally:
+        os.environ.pop("OBSKIT_NO_HYPERSCAN", None)
+        if old is not None:
+            os.environ["OBSKIT_NO_HYPERSCAN"] = old
+    data = b"\n".join(lines) + b"\n"
+    starts = {s for s, _ in pre.spans(data)}
+    pos = 0
+    for line in lines:
+        rec = Parser("t").parse(line)[0]
+        if LEVELS.get(rec.level or "", 0) >= LEVELS[threshold]:
+            assert pos in starts, (pre.engine, line)
+        pos += len(line) + 1
