@@ -370,18 +370,20 @@ class Pipeline:
     # -- per batch ------------------------------------------------------------------
     def _batch(self, batch: Batch, parser: Parser) -> None:
         if batch.data:
-            self._chunk(batch.data, batch.source, parser)
+            self._chunk(batch.data, batch.source, parser, batch.count)
         else:
             self._lines(batch.lines, set(batch.capped), batch.source, parser)
         if self.opts.follow:
             self._flush_pending(batch.source)
         self._flush_out()
 
-    def _chunk(self, data: bytes, source: str, parser: Parser) -> None:
-        """A chunk of whole lines: with a prefilter only its candidate lines (and the traceback
-        lines after a kept record) are cut out of it and parsed; the rest are only counted."""
+    def _chunk(self, data: bytes, source: str, parser: Parser, n: int = -1) -> None:
+        """A chunk of whole lines (``n`` of them, when the reader counted them already): with a
+        prefilter only its candidate lines (and the traceback lines after a kept record) are cut
+        out of it and parsed; the rest are only counted."""
         c = self.counters
-        n = data.count(b"\n")
+        if n < 0:
+            n = data.count(b"\n")
         c.lines += n
         block = self.block_pre
         if block is None:

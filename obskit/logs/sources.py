@@ -46,6 +46,7 @@ class Batch:
     lines: list[bytes]
     capped: list[int] = field(default_factory=list)
     data: bytes = b""  # or: whole lines as one chunk, each ending in a newline (``lines`` empty)
+    count: int = 0  # the lines in ``data``
 
 
 @dataclass
@@ -190,7 +191,7 @@ class Reader(threading.Thread):
         if chunk:
             n = chunk.count(b"\n")
             self.lines_read += n
-            self._put(Batch(self.spec.label, [], [], chunk), n)
+            self._put(Batch(self.spec.label, [], [], chunk, n), n)
         self._emit(lines, capped)
 
     def _marker(self, kind: str, text: str, gap: bool = False) -> None:
