@@ -101,6 +101,8 @@ def _epoch(x: float) -> float | None:
 
 
 _ISO_CACHE: dict[str, float | None] = {}
+_ISO_Z: dict[str, float] = {}  # "2024-05-14T12:00:00" (UTC) -> epoch seconds
+_POW10 = [10**i for i in range(10)]
 _LOCAL_TZ = _dt.datetime.now().astimezone().tzinfo
 _ISO_FAST = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:[.,](\d{1,9}))?(Z|z|[+-]\d\d:?\d\d)?$")
 
@@ -108,9 +110,9 @@ _ISO_FAST = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:[.,](\d{1,9}))?(
 def _iso(s: str) -> float | None:
     if s[-1:] == "Z" and s[19:20] in (".", ","):  # 2024-05-14T12:00:00.123Z: no regex for the usual shape
         frac = s[20:-1]
-        sec = _ISO_CACHE.get(s[:19] + "Z")
+        sec = _ISO_Z.get(s[:19])
         if sec is not None and frac.isdigit() and len(frac) <= 9 and frac.isascii():
-            return sec + int(frac) / 10 ** len(frac)
+            return sec + int(frac) / _POW10[len(frac)]
     m = _ISO_FAST.match(s)
     if m is None:
         return _iso_slow(s)
@@ -123,6 +125,10 @@ def _iso(s: str) -> float | None:
         sec = _ISO_CACHE[key] = _iso_slow(key)
         if sec is None:
             return None
+    if tz == "Z":
+        if len(_ISO_Z) > 4096:
+            _ISO_Z.clear()
+        _ISO_Z[base] = sec
     return sec + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
@@ -244,6 +250,7 @@ _PLANS: dict[tuple[str, ...], tuple[tuple[str, str], ...] | None] = {}
 _LEVEL_CACHE: dict[str, str | None] = {}
 _SLOT_ROLES = ("level", "levelnum", "time", "msg", "logger", "trace", "span", "traceparent")
 _SLOTS: dict[tuple[str, ...], tuple[str | None, ...]] = {}
+_CHECKS: dict[tuple[str, ...], tuple[tuple[tuple[str, frozenset[type]], ...], tuple[str | None, ...]]] = {}
 # keys that change the full scan's outcome by their value ("trace"/"logger" holding a dict are
 # refused by the per-record type check instead)
 _PLAN_BLOCKERS = frozenset(k for k in _NESTED if k not in _ROLES) | {"name", "line", "labels", "jsonPayload"}
@@ -275,9 +282,11 @@ def _plan(rec: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
             plan = tuple((role, key) for role, (_p, key) in found.items())
             _SLOTS[keys] = (*(found[r][1] if r in found else None for r in _SLOT_ROLES),
                             _LEVEL_NUM_SCALE.get(found["levelnum"][1]) if "levelnum" in found else None)
+            _CHECKS[keys] = (tuple((key, _ACCEPT_TYPES[role]) for role, key in plan), _SLOTS[keys])
     if len(_PLANS) > 512:
         _PLANS.clear()
         _SLOTS.clear()
+        _CHECKS.clear()
     _PLANS[keys] = plan
     return plan
 
@@ -293,14 +302,17 @@ def summary_fields(line: bytes) -> tuple[str | None, float | None, str, str | No
         return None
     if type(rec) is not dict:
         return None
-    plan = _plan(rec)
-    if plan is None:
-        return None
-    types = _ACCEPT_TYPES
-    for role, key in plan:
-        if type(rec[key]) not in types[role]:
+    keys = tuple(rec)
+    entry = _CHECKS.get(keys)
+    if entry is None:
+        if _plan(rec) is None:
             return None
-    lk, nk, tk, mk, _gk, rk, _sk, pk, scale = _SLOTS[tuple(rec)]
+        entry = _CHECKS[keys]
+    checks, slots = entry
+    for key, types in checks:
+        if type(rec[key]) not in types:
+            return None
+    lk, nk, tk, mk, _gk, rk, _sk, pk, scale = slots
     level = None
     if lk is not None:
         v = rec[lk]
@@ -314,6 +326,8 @@ def summary_fields(line: bytes) -> tuple[str | None, float | None, str, str | No
         level = normalise_level(rec[nk], scale or "python")
     t = parse_time(rec[tk]) if tk is not None else None
     msg = "" if mk is None else rec[mk] if type(rec[mk]) is str else str(rec[mk])
+    if level != "error" and level != "critical":
+        return level, t, msg, None  # the summary keeps trace ids of errors only
     trace = norm_trace_id(rec[rk]) if rk is not None else None
     if pk is not None and trace is None:
         m = _TRACEPARENT.match(rec[pk].strip().lower())

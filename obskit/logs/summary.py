@@ -242,6 +242,10 @@ class SummaryBuilder:
         # buckets sit on an absolute grid (index = floor(t / width)), so two builders' buckets of
         # one width line up and merge exactly
         idx = math.floor(t / self.width)
+        b = self.buckets.get(idx)
+        if b is not None:  # the usual case: a bucket in use (so inside the range)
+            b[level] = b.get(level, 0) + n
+            return
         lo = idx if self.lo is None or idx < self.lo else self.lo
         hi = idx if self.hi is None or idx > self.hi else self.hi
         while hi - lo >= MAX_BUCKETS:
