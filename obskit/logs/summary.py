@@ -206,15 +206,19 @@ class SummaryBuilder:
                 self.first = t
             if self.last is None or t > self.last:
                 self.last = t
-            self._bucket(t, level)
-        is_error = LEVELS.get(level, 0) >= ERROR_RANK
+            b = self.buckets.get(math.floor(t / self.width))
+            if b is not None:  # a bucket in use: inside the range
+                b[level] = b.get(level, 0) + 1
+            else:
+                self._bucket(t, level)
+        is_error = level == "error" or level == "critical"
         tmpl = self.template_cache.get(msg)
         if tmpl is None:
             tmpl = template_of(msg)
             if len(self.template_cache) > 20000:
                 self.template_cache.clear()
             self.template_cache[msg] = tmpl
-        e = self.templates.get(tmpl)
+        e = self.templates.items.get(tmpl)
         if e is None:
             # [count, errors, levels, first, last, example]
             self.templates.add(tmpl, [1, int(is_error), {level: 1}, t, t, msg[:300]])
