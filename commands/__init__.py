@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from obskit import __version__
-from obskit.errors import ExitCode, ObskitError
+from obskit.errors import ExitCode, Interrupted, ObskitError
 
 from ._common import state
 
@@ -116,8 +116,94 @@ def build_app() -> typer.Typer:
 
 
 def _print_error(message: str) -> None:
-    sys.stderr.write(f"obskit: error: {message}\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(f"obskit: error: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        _silence(2)  # a hung-up terminal (EIO) or a closed pipe: nobody to tell
+
+
+# SIGTERM (timeout, Kubernetes, systemd) and SIGHUP (an SSH disconnect) end a long command the
+# way Ctrl-C does: the command's KeyboardInterrupt path writes its outputs and prints its report.
+# Commands that forward signals to a child (`trace exec`, `run`) install their own handlers.
+TERMINATING = ("SIGTERM", "SIGHUP")
+
+
+class _Signals:
+    received: int | None = None
+
+
+def _on_terminating_signal(signum: int, frame: object) -> None:
+    first = _Signals.received is None
+    _Signals.received = signum if first else _Signals.received
+    raise KeyboardInterrupt
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    import signal
+    import threading
+
+    old: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return old
+    _Signals.received = None
+    for name in TERMINATING:
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        current = signal.getsignal(sig)
+        if current is signal.SIG_IGN:
+            continue  # `nohup obskit ...` asked for SIGHUP to be ignored
+        old[sig] = signal.signal(sig, _on_terminating_signal)
+    return old
+
+
+def _restore_signal_handlers(old: dict[int, Any]) -> None:
+    import signal
+
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
+
+
+def _interrupted_code() -> int:
+    """128 + N for the signal that ended a command before it had a result."""
+    return 128 + _Signals.received if _Signals.received is not None else int(ExitCode.INTERRUPTED)
+
+
+def _interrupted_message() -> str:
+    import signal
+
+    if _Signals.received is None:
+        return "interrupted"
+    return f"stopped by {signal.Signals(_Signals.received).name} before there was a result"
+
+
+def _silence(fd: int) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _during_interrupt(e: BaseException) -> bool:
+    """True when ``e`` happened while a KeyboardInterrupt was being handled (no result yet)."""
+    seen: BaseException | None = e
+    for _ in range(20):
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
+
+
+def _is_terminal_gone(e: BaseException) -> bool:
+    """EIO on a hung-up terminal, EPIPE on a closed pipe: output nobody can read, not a failure."""
+    import errno
+
+    return isinstance(e, OSError) and e.errno in (errno.EIO, errno.EPIPE)
 
 
 def _silence_stdout() -> None:
@@ -138,14 +224,29 @@ def _stdout_is_devnull() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (the console script passes it to sys.exit)."""
-    from typer._click import exceptions as click_exc  # typer ships its own copy of click
 
     args = list(sys.argv[1:] if argv is None else argv)
     state.verbose = "-v" in args[:1] or "--verbose" in args
     stdout_was_devnull = _stdout_is_devnull()
+    old_handlers = _install_signal_handlers()
+    try:
+        return _main(args, stdout_was_devnull)
+    finally:
+        _restore_signal_handlers(old_handlers)
+
+
+def _main(args: list[str], stdout_was_devnull: bool) -> int:
+    from typer._click import exceptions as click_exc  # typer ships its own copy of click
+
     try:
         command = typer.main.get_command(build_app())
         rv = command.main(args=args, prog_name="obskit", standalone_mode=False)
+    except Interrupted as e:
+        if _Signals.received is None:
+            _print_error(e.one_line())
+            return int(e.exit_code)
+        _print_error(f"{e.one_line()} ({_interrupted_message()})")
+        return _interrupted_code()
     except ObskitError as e:
         if state.verbose:
             import traceback
@@ -165,12 +266,19 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(e.format_message())
         return int(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        _print_error("interrupted")
-        return int(ExitCode.INTERRUPTED)
+        _print_error(_interrupted_message())
+        return _interrupted_code()
     except BrokenPipeError:
         # Output piped into `head` and similar: not an error of ours.
         _silence_stdout()
         return int(ExitCode.OK)
+    except OSError as e:
+        if not _is_terminal_gone(e) or _Signals.received is None:
+            return _internal(e)
+        # The terminal hung up while the report was printed: outputs are written, nobody reads.
+        _silence(1)
+        _silence(2)
+        return _interrupted_code() if _during_interrupt(e) else int(ExitCode.OK)
     except SystemExit as e:
         # The argument parser turns EPIPE into sys.exit(1) after wrapping stdout; a reader that
         # stopped reading (`obskit ... | head -1`) is not a failure.
@@ -180,12 +288,16 @@ def main(argv: list[str] | None = None) -> int:
             return int(ExitCode.OK)
         return e.code if isinstance(e.code, int) else int(ExitCode.INTERNAL)
     except Exception as e:
-        if state.verbose:
-            import traceback
-
-            traceback.print_exc()
-        _print_error(f"internal error: {type(e).__name__}: {e} (re-run with --verbose and report the traceback)")
-        return int(ExitCode.INTERNAL)
+        return _internal(e)
     if isinstance(rv, int):
         return rv
     return int(ExitCode.OK)
+
+
+def _internal(e: BaseException) -> int:
+    if state.verbose:
+        import traceback
+
+        traceback.print_exc()
+    _print_error(f"internal error: {type(e).__name__}: {e} (re-run with --verbose and report the traceback)")
+    return int(ExitCode.INTERNAL)

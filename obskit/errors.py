@@ -23,7 +23,10 @@ class ExitCode(IntEnum):
     TARGET_EXITED = 8
     INPUT = 9
     UNAVAILABLE = 10
+    RESULT_KEPT_ELSEWHERE = 11
+    HANGUP = 129
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class ObskitError(Exception):
@@ -110,6 +113,13 @@ class Unavailable(ObskitError):
     exit_code = ExitCode.UNAVAILABLE
 
 
+class ResultKeptElsewhere(ObskitError):
+    """The work was done but its output could not be written where asked: it was kept in a
+    fallback file in obskit's own state directory, named in the message."""
+
+    exit_code = ExitCode.RESULT_KEPT_ELSEWHERE
+
+
 class Interrupted(ObskitError):
     """Ctrl-C before a command had anything to show."""
 
@@ -129,5 +139,8 @@ EXIT_CODE_TABLE: list[tuple[ExitCode, str, str]] = [
     (ExitCode.TARGET_EXITED, "target exited", "The target exited before any sample or answer could be collected."),
     (ExitCode.INPUT, "input error", "A file given to obskit is missing, unreadable, or in a format it does not read."),
     (ExitCode.UNAVAILABLE, "unavailable", "Something obskit needs is missing or down: the py-spy binary, the in-process agent."),
+    (ExitCode.RESULT_KEPT_ELSEWHERE, "result kept elsewhere", "The work was done but an output could not be written where asked (full disk, directory gone): the result was kept in a file in obskit's state directory, named in the message."),
+    (ExitCode.HANGUP, "hung up", "SIGHUP (the terminal or SSH session went away) before the command had a result (128 + SIGHUP). With a result, outputs are written and the exit is 0."),
     (ExitCode.INTERRUPTED, "interrupted", "Ctrl-C before the command had a result to show (128 + SIGINT)."),
+    (ExitCode.TERMINATED, "terminated", "SIGTERM (timeout, Kubernetes, systemd) before the command had a result (128 + SIGTERM). With a result, outputs are written and the exit is 0."),
 ]

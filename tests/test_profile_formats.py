@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import CAPTURED, Target, needs_ptrace
+from conftest import CAPTURED, Target, needs_ptrace, require_tool
 
 from obskit.errors import ExitCode, InputError, UsageError
 from obskit.profile import formats
@@ -301,9 +301,7 @@ def test_pprof_round_trip_through_loader(tmp_path: Path) -> None:
 
 
 def _go_pprof_top(path: Path) -> list[str]:
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip("go is not installed: `go tool pprof` cannot be run")
+    go = require_tool("go")
     r = subprocess.run([go, "tool", "pprof", "-top", str(path)], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "HOME": str(path.parent), "PPROF_TMPDIR": str(path.parent)})
     assert r.returncode == 0, r.stderr
@@ -368,9 +366,7 @@ def test_html_is_offline() -> None:
 
 
 def _viewer(page: bytes, tmp_path: Path, actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: the page's script cannot be run")
+    node = require_tool("node")
     path = tmp_path / "page.html"
     path.write_bytes(page)
     r = subprocess.run([node, str(VIEWER), str(path), json.dumps(actions or [])], capture_output=True, text=True,
