@@ -216,12 +216,10 @@ def _compare_commands(base: str, head: str, cwd_base: str | None, cwd_head: str 
             with _interrupt_on_term():
                 res = compare_commands(bs, hs, plan, collect(), progress=info)
         except CommandFailed as e:
-            import sys
-
             tail = getattr(e, "stderr_tail", "")
             if tail:
-                sys.stderr.write(f"--- stderr of the {getattr(e, 'side', '')} command (last lines) ---\n"
-                                 + "\n".join(tail.splitlines()[-15:]) + "\n---\n")
+                info(f"--- stderr of the {getattr(e, 'side', '')} command (last lines) ---\n"
+                     + "\n".join(tail.splitlines()[-15:]) + "\n---")
             raise
         timing = {m.metric: m.verdict for b in res.benchmarks for m in b.metrics}
         if where and "regressed" in (timing.get("wall"), timing.get("cpu")):

@@ -11,7 +11,6 @@ from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, note_python_below
 if TYPE_CHECKING:
     from obskit.quota.model import QuotaReport
 
-FAIL_LEVELS = ("warn", "error")
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +22,7 @@ def register(app: typer.Typer) -> None:
         ] = 5.0,
         as_json: JsonOpt = False,
         fail_on: Annotated[
-            Optional[str], typer.Option("--fail-on", help="Exit 3 when a finding is at least this severe: warn|error.")
+            Optional[str], typer.Option("--fail-on", help="Exit 3 when a finding is at least this severe: warning (or warn) or error.")
         ] = None,
         proc_root: ProcRootOpt = "/proc",
         fs_root: Annotated[
@@ -38,9 +37,12 @@ def register(app: typer.Typer) -> None:
         """
         from obskit.errors import FindingsError, UsageError
         from obskit.selftrace import span
+        from obskit.severity import at_least, parse_severity
 
-        if fail_on is not None and fail_on not in FAIL_LEVELS:
-            raise UsageError(f"--fail-on must be warn or error, not {fail_on!r}", "see `obskit quota --help`")
+        threshold = None if fail_on is None else parse_severity(fail_on, allowed=("warning", "error"))
+        if fail_on is not None and threshold is None:
+            raise UsageError(f"--fail-on must be warn or error, not {fail_on!r}",
+                             "warn is short for warning; see `obskit quota --help`")
         if not 0 <= window <= 3600:  # also NaN
             raise UsageError(f"--window must be between 0 and 3600 seconds, not {window:g}",
                              "see `obskit quota --help`")
@@ -67,9 +69,8 @@ def register(app: typer.Typer) -> None:
             console().print(render(r), crop=False)
 
         emit(report, as_json, show)
-        if fail_on is not None:
-            order = {"ok": -1, "info": 0, "warn": 1, "error": 2}
-            if order[report.worst] >= order[fail_on]:
-                bad = [f.id for f in report.findings if order[f.severity] >= order[fail_on]]
-                raise FindingsError(f"{len(bad)} finding(s) at or above {fail_on}: {', '.join(bad)}",
+        if threshold is not None:
+            bad = [f.id for f in report.findings if at_least(f.severity, threshold)]
+            if bad:
+                raise FindingsError(f"{len(bad)} finding(s) at or above {threshold}: {', '.join(bad)}",
                                     "see the report above; --fail-on gates CI on it")

@@ -43,7 +43,7 @@ CAP_FIX = (
 @dataclass
 class CheckResult:
     name: str
-    status: str  # pass | warn | fail | skip
+    status: str  # pass | warning | fail | skip
     message: str
     fix: str = ""
     error: type[ObskitError] | None = None  # the error a failure maps to; JSON shows its class name
@@ -281,7 +281,7 @@ def check_python(ctx: DoctorContext) -> CheckResult:
         if facts.exe is None and not _readable(fs, ctx.pid, "maps"):
             return CheckResult("python", "skip", f"process {ctx.pid} looks like Python (its command line); its binary "
                                "and memory maps, which give the version, are not readable")
-        return CheckResult("python", "warn", f"process {ctx.pid} looks like Python but its version is not in its "
+        return CheckResult("python", "warning", f"process {ctx.pid} looks like Python but its version is not in its "
                            "binary or maps", f"the bundled py-spy reads {rng}")
     if not pyspy.version_supported(facts.python_version):
         v = facts.python_version
@@ -336,7 +336,7 @@ def check_cap(ctx: DoctorContext) -> CheckResult:
         return CheckResult("cap_sys_ptrace", "pass", f"CAP_SYS_PTRACE is in the effective set (CapEff {caps:016x})")
     return CheckResult(
         "cap_sys_ptrace",
-        "warn",
+        "warning",
         f"CAP_SYS_PTRACE is not in the effective set (CapEff {caps:016x}); only processes of the same uid that ptrace_scope allows can be read",
         CAP_FIX,
     )
@@ -362,11 +362,11 @@ def check_yama(ctx: DoctorContext) -> CheckResult:
         msg = "kernel.yama.ptrace_scope is 1: only descendants can be traced without CAP_SYS_PTRACE"
         fix = f"{CAP_FIX}; or {sysctl}"
         if ctx.pid is None:
-            return CheckResult(name, "warn", msg, fix)
+            return CheckResult(name, "warning", msg, fix)
         return _fail(name, msg, fix, PermissionDenied)
     msg = f"kernel.yama.ptrace_scope is {scope}: only CAP_SYS_PTRACE may trace"
     if ctx.pid is None:
-        return CheckResult(name, "warn", msg, CAP_FIX)
+        return CheckResult(name, "warning", msg, CAP_FIX)
     return _fail(name, msg, f"{CAP_FIX}; or {sysctl}", PermissionDenied)
 
 
@@ -385,7 +385,7 @@ def check_seccomp(ctx: DoctorContext) -> CheckResult:
            "with CAP_SYS_PTRACE on kernels >= 4.8")
     if ctx.has_ptrace_cap() and _kernel_at_least(kernel, (4, 8)):
         return CheckResult("seccomp", "pass", f"seccomp filter active (mode 2); with CAP_SYS_PTRACE on kernel {kernel} the default profiles allow attaching")
-    return CheckResult("seccomp", "warn", f"seccomp filter active (mode 2){' on kernel ' + kernel if kernel else ''}; it may refuse ptrace/process_vm_readv", fix)
+    return CheckResult("seccomp", "warning", f"seccomp filter active (mode 2){' on kernel ' + kernel if kernel else ''}; it may refuse ptrace/process_vm_readv", fix)
 
 
 def _kernel_at_least(release: str, want: tuple[int, int]) -> bool:
@@ -400,7 +400,7 @@ def check_output_dir(ctx: DoctorContext) -> CheckResult:
     d = Path(ctx.output_dir).resolve()
     if d.is_dir() and os.access(d, os.W_OK | os.X_OK):
         return CheckResult("output_dir", "pass", f"{d} is writable")
-    return CheckResult("output_dir", "warn", f"{d} is not writable: profiles and bundles cannot be saved there",
+    return CheckResult("output_dir", "warning", f"{d} is not writable: profiles and bundles cannot be saved there",
                        "pass -o /tmp/NAME (or cd to a writable directory)")
 
 
@@ -422,7 +422,7 @@ def check_cgroup(ctx: DoctorContext) -> CheckResult:
         return CheckResult("cgroup", "pass", "cgroup v2 (unified)")
     if v1:
         return CheckResult("cgroup", "pass", "cgroup v1")
-    return CheckResult("cgroup", "warn", "no cgroup file system mounted: container quotas cannot be read",
+    return CheckResult("cgroup", "warning", "no cgroup file system mounted: container quotas cannot be read",
                        "mount /sys/fs/cgroup (read-only is enough) to see CPU/memory limits")
 
 
@@ -444,7 +444,7 @@ def check_gdb(ctx: DoctorContext) -> CheckResult:
     found = shutil.which("gdb", path=ctx.environ.get("PATH", os.defpath))
     if found:
         return CheckResult("gdb", "pass", f"gdb found ({found}): `obskit gc|mem --inject` can load the agent into Python 3.9-3.13")
-    return CheckResult("gdb", "warn", "gdb not found: `--inject` cannot load the agent into Python 3.9-3.13 "
+    return CheckResult("gdb", "warning", "gdb not found: `--inject` cannot load the agent into Python 3.9-3.13 "
                        "(sampling commands do not need it; 3.14+ uses sys.remote_exec)",
                        "`apt-get install gdb` (Debian/Ubuntu), or start the target under `obskit run -- CMD`")
 
@@ -486,10 +486,10 @@ def first_failure(ctx: DoctorContext, checks: list[Check]) -> CheckResult | None
 def seccomp_suspect(proc_root: str = "/proc") -> CheckResult | None:
     """The seccomp warning, when a filter may be what refused an attach the other checks allow."""
     r = check_seccomp(DoctorContext(proc_root=proc_root))
-    return r if r.status == "warn" else None
+    return r if r.status == "warning" else None
 
 
-_MARK = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
+_MARK = {"pass": "[green]pass[/]", "warning": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
 
 
 def render(report: DoctorReport) -> RenderableType:
@@ -506,7 +506,7 @@ def render(report: DoctorReport) -> RenderableType:
     table.add_column(overflow="fold")
     for c in report.checks:
         table.add_row(_MARK[c.status], c.name, Text(c.message))
-        if c.fix and c.status in ("fail", "warn"):
+        if c.fix and c.status in ("fail", "warning"):
             table.add_row("", "", Text.from_markup(f"[dim]fix:[/] {escape(c.fix)}"))
         elif c.fix and c.name == "kubernetes":
             table.add_row("", "", Text.from_markup(f"[dim]use:[/] {escape(c.fix)}"))

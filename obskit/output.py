@@ -22,6 +22,26 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+# Schema ids are ``obskit.<command>[.<part>]/<version>``: dots between levels, hyphens only inside
+# a word.  Ids written by earlier releases, read back as the id that replaced them.
+LEGACY_SCHEMAS: dict[str, str] = {
+    "obskit.profile-report/1": "obskit.profile.report/1",
+    "obskit.profile-diff/1": "obskit.profile.diff/1",
+    "obskit.profile-diff-report/1": "obskit.profile.diff.report/1",
+    "obskit.logs-summary/1": "obskit.logs.summary/1",
+    "obskit.log-marker/1": "obskit.logs.marker/1",
+    "obskit.log/1": "obskit.logs.record/1",
+}
+
+
+def schema_of(doc: Any) -> str:
+    """The schema id of an obskit JSON document (an old id as the one that replaced it), or ``""``."""
+    schema = doc.get("schema") if isinstance(doc, Mapping) else None
+    if not isinstance(schema, str):
+        return ""
+    return LEGACY_SCHEMAS.get(schema, schema)
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert dataclasses, enums, paths, sets and mappings to JSON-ready values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

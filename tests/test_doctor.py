@@ -72,10 +72,10 @@ def test_captured_root_host_passes(tmp_path: Path) -> None:
 def test_docker_default_caps_other_uid_fails_with_fix(tmp_path: Path) -> None:
     proc = make_tree(tmp_path, me="self_status_docker_default.txt", target="target_status_uid1000.txt")
     res = checks(proc, tmp_path)
-    assert res["cap_sys_ptrace"].status == "warn" and "SYS_PTRACE" in res["cap_sys_ptrace"].fix
+    assert res["cap_sys_ptrace"].status == "warning" and "SYS_PTRACE" in res["cap_sys_ptrace"].fix
     assert res["uid"].status == "fail" and res["uid"].exit_code == ExitCode.PERMISSION_DENIED
     assert "uid 1000" in res["uid"].message and "uid 0" in res["uid"].message
-    assert res["seccomp"].status == "warn" and "seccomp=unconfined" in res["seccomp"].fix
+    assert res["seccomp"].status == "warning" and "seccomp=unconfined" in res["seccomp"].fix
     report = run_checks(DoctorContext(pid=TARGET, proc_root=str(proc), sys_root=str(tmp_path), environ={}))
     assert report.exit_code == ExitCode.PERMISSION_DENIED and not report.ok
 
@@ -114,11 +114,11 @@ def preflight_error(proc: Path) -> PermissionDenied | None:
 def test_yama_without_pid_is_a_warning(tmp_path: Path) -> None:
     proc = make_tree(tmp_path, me="self_status_user1000.txt", yama=1, target=None)
     res = checks(proc, tmp_path, pid=None)
-    assert res["ptrace_scope"].status == "warn"
+    assert res["ptrace_scope"].status == "warning"
     assert res["python"].status == "skip" and res["pid_namespace"].status == "skip"
 
 
-@pytest.mark.parametrize(("osrelease", "status"), [("6.1.0-28-amd64", "pass"), ("4.4.0-210-generic", "warn")])
+@pytest.mark.parametrize(("osrelease", "status"), [("6.1.0-28-amd64", "pass"), ("4.4.0-210-generic", "warning")])
 def test_seccomp_filter_with_cap(tmp_path: Path, osrelease: str, status: str) -> None:
     me = tmp_path / "me.txt"
     me.write_text((DATA / "self_status_root.txt").read_text().replace("Seccomp:\t0", "Seccomp:\t2"))
@@ -181,7 +181,7 @@ def test_output_dir_not_writable(tmp_path: Path) -> None:
     ctx = DoctorContext(pid=TARGET, proc_root=str(proc), sys_root=str(tmp_path), environ={},
                         output_dir=str(tmp_path / "missing"))
     res = {c.name: c for c in run_checks(ctx).checks}
-    assert res["output_dir"].status == "warn" and "-o" in res["output_dir"].fix
+    assert res["output_dir"].status == "warning" and "-o" in res["output_dir"].fix
 
 
 def test_sampler_failure_reports_the_doctor_cause(tmp_path: Path) -> None:

@@ -351,7 +351,7 @@ def test_doctor_gdb_check_is_a_warning_outside_the_attach_preflight(tmp_path: Pa
     from obskit import doctor
 
     missing = doctor.check_gdb(doctor.DoctorContext(environ={"PATH": str(tmp_path)}))
-    assert missing.status == "warn" and "apt-get install gdb" in missing.fix and "--inject" in missing.message
+    assert missing.status == "warning" and "apt-get install gdb" in missing.fix and "--inject" in missing.message
     assert doctor.check_gdb(doctor.DoctorContext()).status == "pass"
     assert doctor.check_gdb in doctor.ALL_CHECKS and doctor.check_gdb not in doctor.ATTACH_CHECKS
 

@@ -26,7 +26,7 @@ def test_mixed_formats_exact_counts(cli: Callable[..., Result]) -> None:
     assert r.exit_code == 0, r.stderr
     recs = records(r.stdout)
     assert len(recs) == 19  # 23 lines: the 4 traceback lines belong to the record before them
-    assert all(rec["schema"] == "obskit.log/1" and rec["source"] == "mixed.log" for rec in recs)
+    assert all(rec["schema"] == "obskit.logs.record/1" and rec["source"] == "mixed.log" for rec in recs)
     assert Counter(rec["level"] for rec in recs) == {"error": 7, "info": 5, "warning": 2, "debug": 2, None: 2,
                                                       "critical": 1}
     assert Counter(rec["format"] for rec in recs) == {"json": 10, "python": 5, "logfmt": 2, "plain": 2}
@@ -124,7 +124,7 @@ def test_stdin_pipe() -> None:
     assert all(json.loads(x)["source"] == "stdin" for x in r.stdout.splitlines())
     r = run_obskit("logs", "-", "--summary", "--json", input=data)
     s = json.loads(r.stdout)
-    assert s["schema"] == "obskit.logs-summary/1"
+    assert s["schema"] == "obskit.logs.summary/1"
     assert s["by_level"]["error"] == 7 and s["unparsed"] == 2 and s["lines"] == 23
 
 

@@ -152,7 +152,7 @@ def test_follow_several_files_and_summary_on_interrupt(follow: list[Follower], t
     while (line := s.out.get(timeout=TIMEOUT)) != EOF:
         out += line + "\n"
     doc = json.loads(out)
-    assert doc["schema"] == "obskit.logs-summary/1" and doc["interrupted"] is True
+    assert doc["schema"] == "obskit.logs.summary/1" and doc["interrupted"] is True
     assert doc["lines"] <= 2 and doc["by_level"].get("error", 0) == doc["lines"]
 
 

@@ -471,7 +471,7 @@ def test_diff_profiles_normalised() -> None:
     assert abs(d.functions[0].delta) >= abs(d.functions[-1].delta)
     from obskit.output import to_jsonable
 
-    assert to_jsonable(d)["schema"] == "obskit.profile-diff/1"
+    assert to_jsonable(d)["schema"] == "obskit.profile.diff/1"
 
 
 def test_diff_html(tmp_path: Path) -> None:

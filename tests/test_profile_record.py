@@ -85,7 +85,7 @@ def test_hot_function_leads_and_every_output_is_written(spawn_python: Callable[.
     r = run_obskit(*args)
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["schema"] == "obskit.profile-report/1"
+    assert data["schema"] == "obskit.profile.report/1"
     assert data["top_functions"][0]["name"] == "hot_function"
     assert data["top_functions"][0]["self_share"] > 0.5
     assert [o["format"] for o in data["outputs"]] == ["html", "json", "collapsed", "speedscope"]

@@ -123,7 +123,7 @@ def test_gunicorn_with_too_many_workers_in_half_a_cpu(cgroup: Cgroup, tmp_path: 
         assert g["recommended_by_cpu"] == 3 and g["recommended_workers"] == 3
         assert g["memory"]["worker_uss_median"] > 0 and g["memory"]["projected"] > g["memory"]["worker_uss_median"]
         ids = {f["id"]: f for f in doc["findings"]}
-        assert ids[f"workers-gunicorn-{proc.pid}"]["severity"] == "warn"
+        assert ids[f"workers-gunicorn-{proc.pid}"]["severity"] == "warning"
         assert "2×ceil(0.5)+1 = 3" in ids[f"workers-gunicorn-{proc.pid}"]["formula"]
         assert ids["cpu-oversubscribed"]["title"] == "9 runnable workers×threads on 0.5 CPUs"
         assert any(r["setting"].startswith("--workers 3") for r in doc["recommendations"])

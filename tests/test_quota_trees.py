@@ -191,10 +191,10 @@ def test_k8s_container_services_and_verdicts() -> None:
     assert c.native_threads is not None and c.native_threads.value == 64
     assert c.python_version == "3.13"
     ids = {f.id: f.severity for f in r.findings}
-    assert ids["oom-risk"] == "error" and ids["cpu-oversubscribed"] in ("warn", "error")
-    assert ids["oom-kills"] == "warn" and ids["python-cpu-count-unset"] == "warn"
-    assert ids["workers-gunicorn-4101"] == "warn" and ids["blas-threads-4200"] == "warn"
-    assert ids["memory-pressure"] == "warn"
+    assert ids["oom-risk"] == "error" and ids["cpu-oversubscribed"] in ("warning", "error")
+    assert ids["oom-kills"] == "warning" and ids["python-cpu-count-unset"] == "warning"
+    assert ids["workers-gunicorn-4101"] == "warning" and ids["blas-threads-4200"] == "warning"
+    assert ids["memory-pressure"] == "warning"
     settings = [rec.setting for rec in r.recommendations]
     assert any(s.startswith("--workers 1 ") for s in settings)
     assert "PYTHON_CPU_COUNT=1" in settings

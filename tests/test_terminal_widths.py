@@ -114,7 +114,7 @@ def test_doctor_keeps_check_names(width: int) -> None:
     checks = [CheckResult("target_visible", "pass", "process 4242 is visible in /proc/4242 of this PID namespace"),
               CheckResult("uid", "fail", "obskit runs as uid 1000, the target as uid 0: ptrace needs the same user",
                           "run as root, or as uid 0 with CAP_SYS_PTRACE (kubectl debug --profile=general)"),
-              CheckResult("seccomp", "warn", "seccomp filter mode 2 may refuse process_vm_readv",
+              CheckResult("seccomp", "warning", "seccomp filter mode 2 may refuse process_vm_readv",
                           "run the debug container with --security-opt seccomp=unconfined")]
     out = text(render_doctor(DoctorReport(4242, checks, False, 6, False)), width)
     lines = out.splitlines()

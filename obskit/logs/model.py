@@ -78,7 +78,7 @@ def level_rank(level: str | None) -> int:
 class LogRecord:
     """One log line (or record), normalised; the unit every filter and sink works on."""
 
-    SCHEMA = "obskit.log/1"
+    SCHEMA = "obskit.logs.record/1"
 
     source: str
     raw: str
@@ -161,7 +161,7 @@ def iso_time(t: float | None) -> str | None:
 class Marker:
     """Something the reader noticed about a source: a rotation, a truncation (a gap), drops."""
 
-    SCHEMA = "obskit.log-marker/1"
+    SCHEMA = "obskit.logs.marker/1"
 
     source: str
     kind: str  # rotated | truncated | dropped | missing | reopened

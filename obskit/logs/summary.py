@@ -127,7 +127,7 @@ class SourceStat:
 
 @dataclass
 class LogsSummary:
-    SCHEMA = "obskit.logs-summary/1"
+    SCHEMA = "obskit.logs.summary/1"
 
     lines: int
     records: int  # after filters

@@ -59,7 +59,7 @@ def process_rows(profile: Profile) -> list[ProcessRow]:
 class ProfileReport:
     """What `profile record` and `profile show` print: the profile's summary, not its stacks."""
 
-    SCHEMA = "obskit.profile-report/1"
+    SCHEMA = "obskit.profile.report/1"
 
     metadata: Metadata
     total_samples: int
@@ -176,7 +176,7 @@ def _size(n: int) -> str:
 
 @dataclass
 class DiffReport:
-    SCHEMA = "obskit.profile-diff-report/1"
+    SCHEMA = "obskit.profile.diff.report/1"
 
     diff: Any  # obskit.profile.diff.ProfileDiff
     outputs: list[OutputFile] = field(default_factory=list)

@@ -27,7 +27,7 @@ class FunctionDelta:
 
 @dataclass
 class ProfileDiff:
-    SCHEMA = "obskit.profile-diff/1"
+    SCHEMA = "obskit.profile.diff/1"
 
     base_samples: int
     new_samples: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from obskit.cgroups import CpuLevel, MemLevel, Throttling
+from obskit.severity import Severity, worst
 
 
 @dataclass
@@ -142,7 +143,7 @@ class OomForecast:
 @dataclass
 class Finding:
     id: str
-    severity: str  # info | warn | error
+    severity: Severity  # info | warning | error
     title: str
     detail: str
     formula: str = ""
@@ -190,5 +191,4 @@ class QuotaReport:
 
     @property
     def worst(self) -> str:
-        order = {"info": 0, "warn": 1, "error": 2}
-        return max((f.severity for f in self.findings), key=lambda s: order[s], default="ok")
+        return worst([f.severity for f in self.findings])

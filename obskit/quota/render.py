@@ -11,7 +11,7 @@ from .model import QuotaReport
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-_SEV = {"error": "[bold red]ERROR[/]", "warn": "[yellow]WARN[/]", "info": "[cyan]info[/]"}
+_SEV = {"error": "[bold red]ERROR[/]", "warning": "[yellow]WARN[/]", "info": "[cyan]info[/]"}
 
 
 def _pct(x: float | None) -> str:

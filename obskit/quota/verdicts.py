@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from obskit.output import human_bytes
+from obskit.severity import Severity
 
 from .model import (
     CpuBudget,
@@ -87,7 +88,7 @@ def findings(cpu: CpuBudget, mem: MemoryBudget, pids: PidsBudget, ev: Evidence, 
     total_demand = sum(demand(s) for s in services)
     if total_demand and total_demand / L > 2:
         thr = ev.throttle_ratio or 0.0
-        sev = "error" if thr >= 0.25 and any(s.cpu_busy_workers for s in services) else "warn"
+        sev: Severity = "error" if thr >= 0.25 and any(s.cpu_busy_workers for s in services) else "warning"
         parts = ", ".join(f"{s.kind} {demand(s)}" for s in services if demand(s) > 1) or "1"
         out.append(Finding(
             "cpu-oversubscribed", sev, f"{total_demand} runnable workers×threads on {_fmt(L)} CPUs",
@@ -98,12 +99,12 @@ def findings(cpu: CpuBudget, mem: MemoryBudget, pids: PidsBudget, ev: Evidence, 
         r = ev.throttle_ratio
         if r >= 0.1:
             out.append(Finding(
-                "cpu-throttled", "error" if r >= 0.5 else "warn", f"throttled in {r:.0%} of CFS periods",
+                "cpu-throttled", "error" if r >= 0.5 else "warning", f"throttled in {r:.0%} of CFS periods",
                 f"{ev.window.throttled}/{ev.window.periods} periods, {ev.window.throttled_s:.2f}s stalled over "
                 f"{ev.window_s:.1f}s", "Δnr_throttled ÷ Δnr_periods ≥ 10%"))
     if ev.lifetime_throttle_ratio is not None and ev.lifetime_throttle_ratio >= 0.1 and ev.lifetime:
         out.append(Finding(
-            "cpu-throttled-since-start", "warn", f"throttled in {ev.lifetime_throttle_ratio:.0%} of periods since start",
+            "cpu-throttled-since-start", "warning", f"throttled in {ev.lifetime_throttle_ratio:.0%} of periods since start",
             f"{ev.lifetime.throttled}/{ev.lifetime.periods} periods, {ev.lifetime.throttled_s:.1f}s stalled in total",
             "nr_throttled ÷ nr_periods ≥ 10%"))
     if mem.limit is not None:
@@ -111,11 +112,11 @@ def findings(cpu: CpuBudget, mem: MemoryBudget, pids: PidsBudget, ev: Evidence, 
             out.append(Finding("oom-risk", "error", "projected memory at full scale-out exceeds the limit",
                                f"{human_bytes(projected)} > {human_bytes(mem.limit)}", projected_formula))
         elif projected is not None and projected > mem.limit * HEADROOM:
-            out.append(Finding("oom-risk", "warn", "projected memory at full scale-out is near the limit",
+            out.append(Finding("oom-risk", "warning", "projected memory at full scale-out is near the limit",
                                f"{human_bytes(projected)} > {HEADROOM:.0%} of {human_bytes(mem.limit)}",
                                projected_formula))
         if mem.working_set is not None and mem.working_set > mem.limit * HEADROOM:
-            out.append(Finding("memory-near-limit", "warn", "working set is near the memory limit",
+            out.append(Finding("memory-near-limit", "warning", "working set is near the memory limit",
                                f"{human_bytes(mem.working_set)} of {human_bytes(mem.limit)}",
                                "working set = current − inactive_file"))
     kills = ev.memory_events_delta.get("oom_kill", 0)
@@ -124,38 +125,38 @@ def findings(cpu: CpuBudget, mem: MemoryBudget, pids: PidsBudget, ev: Evidence, 
         out.append(Finding("oom-kills", "error", f"{kills} OOM kill(s) during the window", oom.explanation,
                            "Δ memory.events oom_kill (v1: memory.oom_control oom_kill)"))
     elif total_kills:
-        out.append(Finding("oom-kills", "warn", f"{total_kills} OOM kill(s) since the cgroup was created",
+        out.append(Finding("oom-kills", "warning", f"{total_kills} OOM kill(s) since the cgroup was created",
                            oom.explanation, "memory.events oom_kill (v1: memory.oom_control oom_kill)"))
     full = ev.psi.get("memory", {}).get("full")
     if full is not None and full >= 5:
-        out.append(Finding("memory-pressure", "warn", f"memory pressure: full avg10={full:.1f}%",
+        out.append(Finding("memory-pressure", "warning", f"memory pressure: full avg10={full:.1f}%",
                            f"all tasks stalled on memory {full:.1f}% of the last 10 s ({ev.psi_scope})"))
     pys = [p for p in procs if p.python_version]
     if cpu.limit is not None and pys and cpu.host_cpus > math.ceil(cpu.limit):
         unset = [p for p in pys if "PYTHON_CPU_COUNT" not in p.env]
         if unset:
             out.append(Finding(
-                "cpu-count-above-limit", "warn",
+                "cpu-count-above-limit", "warning",
                 f"os.cpu_count() returns {cpu.host_cpus} but the CPU limit is {_fmt(cpu.limit)}",
                 f"{len(unset)} Python process(es) size pools from the host count (Python does not read cgroups)"))
             new = [p for p in unset if _at_least(p.python_version, 3, 13)]
             if new:
-                out.append(Finding("python-cpu-count-unset", "warn", "PYTHON_CPU_COUNT is unset on Python 3.13+",
+                out.append(Finding("python-cpu-count-unset", "warning", "PYTHON_CPU_COUNT is unset on Python 3.13+",
                                    f"{len(new)} process(es) on {new[0].python_version}: set "
                                    f"PYTHON_CPU_COUNT={max(1, math.ceil(cpu.limit))}"))
     for s in services:
         if s.recommended_workers is not None and s.workers.value > s.recommended_workers:
-            out.append(Finding(f"workers-{s.kind}-{s.master_pid}", "warn",
+            out.append(Finding(f"workers-{s.kind}-{s.master_pid}", "warning",
                                f"{s.kind} runs {s.workers.value} workers; {s.recommended_workers} fit",
                                s.workers.provenance, s.recommendation_formula))
         if s.native_threads and s.native_threads.source == "default" and s.native_threads.value > 1 and (
                 s.native_threads.value * max(1, s.running_workers) > 2 * L):
-            out.append(Finding(f"blas-threads-{s.master_pid}", "warn",
+            out.append(Finding(f"blas-threads-{s.master_pid}", "warning",
                                f"{s.kind}: native thread pools of {s.native_threads.value} per process",
                                s.native_threads.explanation))
     threads = sum(p.threads for p in procs)
     if pids.limit is not None and threads >= 0.8 * pids.limit:
-        out.append(Finding("pids-near-limit", "warn", f"{threads} threads of pids.max {pids.limit}",
+        out.append(Finding("pids-near-limit", "warning", f"{threads} threads of pids.max {pids.limit}",
                            "pids.max counts threads: fork/clone fail with EAGAIN at the limit"))
     return out
 

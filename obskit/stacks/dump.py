@@ -67,7 +67,7 @@ class StackGroup:
 
 @dataclass
 class Finding:
-    severity: str  # info | warning
+    severity: str  # info | warning (obskit.severity)
     kind: str  # same_lock | gil_held | too_many_threads | stuck | thread_growth | asyncio
     pid: int
     message: str
