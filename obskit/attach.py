@@ -106,24 +106,13 @@ def explain_failure(pid: int | None, stderr: str, *, proc_root: str = "/proc") -
                        "re-run with --verbose; `obskit doctor --pid PID` checks attach", pid=pid)
 
 
-def dump(
-    pid: int,
-    *,
-    locals_: bool = False,
-    native: bool = False,
-    subprocesses: bool = False,
-    nonblocking: bool = False,
-    retries: int = 3,
-    timeout: float = 30.0,
-    proc_root: str = "/proc",
-) -> list[dict[str, Any]]:
+def dump(pid: int, *, locals_: bool = False, retries: int = 3, proc_root: str = "/proc") -> list[dict[str, Any]]:
     """``py-spy dump --json`` of every thread of ``pid``, retried while the failure is not permanent
     (dumps of deep stacks on a busy target fail now and then); a typed error with the cause otherwise."""
     last = ""
     for attempt in range(max(1, retries)):
         try:
-            return pyspy.dump(pid, locals_=locals_, native=native, subprocesses=subprocesses,
-                              nonblocking=nonblocking, timeout=timeout)
+            return pyspy.dump(pid, locals_=locals_)
         except pyspy.PySpyFailure as e:  # noqa: PERF203 - retried by design
             last = e.stderr
             if is_permanent(last):

@@ -98,19 +98,24 @@ def _write_in_place(path: Path, st: os.stat_result, data: bytes, shown: str) -> 
     return len(data)
 
 
-def write_bytes(path: str | Path, data: bytes, *, private: bool = False) -> int:
-    """Write ``data`` to ``path`` under the rules above; returns the bytes written."""
-    target, st = resolve(path)
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        return _write_in_place(target, st, data, str(path))
+def _temp_beside(target: Path, path: str | Path, suffix: str) -> tuple[int, str]:
+    """A new temporary file in ``target``'s directory (a missing or unwritable one is an InputError)."""
     directory = target.parent if str(target.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        return tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=directory)
     except FileNotFoundError:
         raise InputError(f"cannot write {path}: directory {directory} does not exist",
                          "create it or choose another -o path") from None
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}", "choose a writable -o path") from None
+
+
+def write_bytes(path: str | Path, data: bytes, *, private: bool = False) -> int:
+    """Write ``data`` to ``path`` under the rules above; returns the bytes written."""
+    target, st = resolve(path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return _write_in_place(target, st, data, str(path))
+    fd, tmp = _temp_beside(target, path, ".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -139,14 +144,7 @@ def preflight(path: str | Path) -> None:
         if not os.access(target, os.W_OK):
             raise InputError(f"cannot write {path}: permission denied", "choose another -o path")
         return
-    directory = target.parent if str(target.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=directory)
-    except FileNotFoundError:
-        raise InputError(f"cannot write {path}: directory {directory} does not exist",
-                         "create it or choose another -o path") from None
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}", "choose a writable -o path") from None
+    fd, tmp = _temp_beside(target, path, ".probe")
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(tmp)

@@ -26,7 +26,7 @@ from obskit.errors import InputError, ObskitError, ResultKeptElsewhere
 KEPT_MAX_FILES = 50
 
 
-def _private_dir(path: Path) -> Path:
+def private_dir(path: Path) -> Path:
     """``path`` created 0700 for this user; refuses a symlink or a directory of another user."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = os.lstat(path)
@@ -54,7 +54,7 @@ def state_dir(env: Mapping[str, str] | None = None) -> Path:
 
 def _usable(candidate: Path, reasons: list[str]) -> Path | None:
     try:
-        d = _private_dir(candidate)
+        d = private_dir(candidate)
     except OSError as e:
         reasons.append(f"{candidate}: {e.strerror or e}")
         return None
@@ -72,7 +72,7 @@ def keep(data: bytes, name: str, *, env: Mapping[str, str] | None = None) -> Pat
     """Write ``data`` to a new 0600 file in ``state_dir()/kept`` whose name ends in ``name``;
     returns its path.  Never replaces a file; the oldest kept files beyond ``KEPT_MAX_FILES``
     are removed."""
-    kept = _private_dir(state_dir(env) / "kept")
+    kept = private_dir(state_dir(env) / "kept")
     stamp = time.strftime("%Y%m%dT%H%M%S")
     base = f"{stamp}-{os.getpid()}-{_safe_name(name)}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)

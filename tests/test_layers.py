@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Layers, bottom to top.  A top-level module or package of obskit/ not listed is a feature.
-BASE = {"", "errors", "output", "proc", "durations", "inert", "redact", "safefile", "state", "severity"}
+BASE = {"", "errors", "output", "proc", "durations", "inert", "redact", "safefile", "state", "severity", "protowire"}
 SERVICES = {"pyspy", "attach", "doctor", "targets", "cgroups", "selftrace", "tracing", "otlp", "child", "agent"}
 CLI = {"commands", "__main__"}
 

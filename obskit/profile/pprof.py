@@ -16,23 +16,13 @@ from collections.abc import Iterator
 
 from obskit.errors import InputError
 from obskit.profile.model import Frame, Profile
+from obskit.protowire import varint as _varint
 
 # profile.proto field numbers
 _P_SAMPLE_TYPE, _P_SAMPLE, _P_MAPPING, _P_LOCATION, _P_FUNCTION, _P_STRING = 1, 2, 3, 4, 5, 6
 _P_TIME, _P_DURATION, _P_PERIOD_TYPE, _P_PERIOD, _P_COMMENT, _P_DEFAULT_TYPE = 9, 10, 11, 12, 13, 14
 
 _VARINT, _LEN = 0, 2
-
-
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n &= (1 << 64) - 1  # int64 negatives are ten-byte two's complement
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _key(field: int, wire: int) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
+from obskit.protowire import varint as _varint
 from obskit.tracing.model import KINDS, STATUSES, SpanEvent, SpanRecord
 
 TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
@@ -88,16 +89,6 @@ def to_request(spans: Iterable[SpanRecord], resource: dict[str, Any]) -> Any:
 
 
 # --- hand-written protobuf wire format (proto3, opentelemetry-proto field numbers) -------------
-
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # int64 negatives: two's complement, 10 bytes
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _ld(field: int, data: bytes) -> bytes:

@@ -15,9 +15,10 @@ delivered, so two concurrent flushes never send the same batch twice.
 from __future__ import annotations
 
 import os
-import stat
 import time
 from pathlib import Path
+
+from obskit.state import private_dir
 
 TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
 if TYPE_CHECKING:
@@ -30,16 +31,8 @@ SPANS_FILE_MAX_BYTES = 64 * 1024 * 1024
 OPEN_SPAN_MAX_AGE_S = 7 * 86400
 
 
-def ensure_dir(path: Path) -> Path:
-    """Create ``path`` private to this user; refuse one that another user owns or a symlink."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        # /tmp fallbacks are shared: another user's directory must not receive our spans.
-        raise PermissionError(f"{path} is not a directory owned by this user")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
-    return path
+# /tmp fallbacks are shared: another user's directory must not receive our spans.
+ensure_dir = private_dir
 
 
 def write_private(path: Path, data: bytes, append: bool = False) -> None:
