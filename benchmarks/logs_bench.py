@@ -261,7 +261,7 @@ def main() -> int:
     jq = next(k for k in med if k.startswith("jq"))
     for name in med:
         if name != jq:
-            ratios = [j.wall / o.wall for j, o in zip(results[jq], results[name])]
+            ratios = [j.wall / o.wall for j, o in zip(results[jq], results[name], strict=False)]
             print(f"lines/s {name} / jq: {med[jq] / med[name]:.2f}x  (per-round ratios "
                   f"{', '.join(f'{x:.2f}' for x in ratios)})")
     res = run([*obskit, "logs", "-", "--summary", "--json"], stdin_repeat=(path, a.rss_repeat), keep_output=True)

@@ -8,7 +8,7 @@ not installed (``python -m obskit`` at the repository root), ``commands/`` is lo
 """
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 
 def _cli() -> Callable[[], int]:

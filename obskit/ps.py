@@ -279,7 +279,7 @@ def _ps_lines(report: PsReport, width: int) -> Iterator[tuple[str, str]]:
                        for c in cols)
 
     yield cells({h: h for h in headers}) + "COMMAND", "bold"
-    for r, cmd in zip(rows, commands):
+    for r, cmd in zip(rows, commands, strict=False):
         first = True
         for chunk in _wrap(cmd, room, COMMAND_LINES):
             yield (cells(r) if first else " " * head_w) + chunk, ""

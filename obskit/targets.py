@@ -73,7 +73,7 @@ class Resolved:
         width = max(map(len, roles), default=0)
         return [
             f"{c.pid:>7}  {role:<{width}}  {c.command[:160]}" + (f"  (+{len(c.workers)} workers)" if c.workers else "")
-            for c, role in zip(self.candidates, roles)
+            for c, role in zip(self.candidates, roles, strict=False)
         ]
 
     def error(self, command: str) -> UsageError:

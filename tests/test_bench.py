@@ -84,7 +84,7 @@ def test_bootstrap_interval_is_deterministic_and_covers_the_ratio() -> None:
 
 def test_evaluate_pairs_runs_of_complete_rounds() -> None:
     runs = []
-    for i, (b, h, c) in enumerate(zip(BASE, HEAD, CALIB)):
+    for i, (b, h, c) in enumerate(zip(BASE, HEAD, CALIB, strict=False)):
         runs += [Run("base", i, 0, b / 100, b / 1000, 50 << 20, 0, {"rps": 1000 / b}),
                  Run("head", i, 1, h / 100, h / 1000, 50 << 20, 0, {"rps": 1000 / h}),
                  Run("calib", i, 2, c / 100, c / 1000, 50 << 20, 0, {"rps": 1000 / c})]

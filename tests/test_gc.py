@@ -6,8 +6,8 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from conftest import ROOT, Result, Target, run_obskit

@@ -10,8 +10,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from conftest import Target, _wait_ready, require_tool, run_obskit, terminate

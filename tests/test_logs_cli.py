@@ -6,8 +6,8 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from conftest import CAPTURED, Result, Target, run_obskit

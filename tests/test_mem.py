@@ -6,8 +6,8 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from conftest import CAPTURED, ROOT, Result, Target, run_obskit

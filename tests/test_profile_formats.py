@@ -17,8 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from conftest import CAPTURED, Target, needs_ptrace, require_tool
@@ -482,7 +483,7 @@ def test_diff_html(tmp_path: Path) -> None:
     assert [r[0] for r in data["vanished"]] == ["legacy"]
     out = _viewer(page, tmp_path, [{"op": "hover", "text": "render"}, {"op": "colour", "value": "total"}])
     load, hover, total = out["steps"]
-    colour = dict(zip(load["texts"], load["colours"]))
+    colour = dict(zip(load["texts"], load["colours"], strict=False))
     red, blue = colour["render"], colour["parse"]
     r, _, b = (int(x) for x in red[4:-1].split(","))
     assert r > 200 and b < 100  # grown: red
@@ -494,7 +495,7 @@ def test_diff_html(tmp_path: Path) -> None:
     assert "shrank" in out["legend"] and "grew" in out["legend"] and "normalised" in out["legend"]
     assert not out["hidden"]["changes"] and "Vanished (in base, not in new)" in out["changes"]
     assert out["hidden"]["process-box"] and not out["hidden"]["colour-box"]
-    assert dict(zip(total["texts"], total["colours"]))["main"] == "rgb(235,235,235)"
+    assert dict(zip(total["texts"], total["colours"], strict=False))["main"] == "rgb(235,235,235)"
 
 
 # -- loading and writing -------------------------------------------------------------
@@ -878,7 +879,7 @@ def _folded(tmp_path: Path, name: str, counts: list[int]) -> Path:
     path = tmp_path / name
     path.write_text("".join(
         f"main (/srv/app/main.py:1);{fn} (/usr/lib/python3.11/site-packages/shop/{fn.rsplit('_', 1)[-1]}/views.py:{i})"
-        f" {c}\n" for i, (fn, c) in enumerate(zip(_LONG, counts))))
+        f" {c}\n" for i, (fn, c) in enumerate(zip(_LONG, counts, strict=False))))
     return path
 
 

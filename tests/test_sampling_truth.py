@@ -5,6 +5,7 @@ CPU burners are started by the tests (three, beside the target, on this 2-core m
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -135,5 +136,5 @@ def test_duration_is_wall_clock_on_a_loaded_machine(spawn_python: Callable[..., 
     assert wall < 3 + 8, wall
     # Segments never overlap: each starts after the previous one ended.
     segs = m["segments"]
-    for a, b in zip(segs, segs[1:]):
+    for a, b in itertools.pairwise(segs):
         assert b["start_offset_s"] >= a["start_offset_s"] + a["duration_s"] - 0.05, segs

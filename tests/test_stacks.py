@@ -6,7 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from conftest import ROOT, Result, Target, needs_ptrace

@@ -8,10 +8,9 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from conftest import Result, needs_ptrace, wait_for_lines
@@ -100,7 +99,7 @@ def test_bash_with_two_unrelated_pythons_is_a_usage_error(tmp_path: Path, cli: C
             lines = r.stderr.strip().splitlines()
             # one line per candidate (pid, role, command), then the error naming the next command to type
             assert len(lines) == 3, r.stderr
-            for kid, line in zip(kids, lines):
+            for kid, line in zip(kids, lines, strict=False):
                 assert line.split()[1:3] == [str(kid), "python"] and "-c import os, time" in line
             name = " ".join(command[:2]) if command[0] == "profile" else command[0]
             assert lines[2].startswith(f"obskit: error: process {bash.pid} (entrypoint.sh) is not Python and runs 2 "

@@ -71,7 +71,7 @@ def test_stacks_keeps_pids_and_functions(width: int) -> None:
     threads = [_thread(pid, pid * 10, ThreadState.RUNNING if pid == 101 else ThreadState.SLEEPING, fn)
                for pid, fn in fns.items()]
     procs = [ProcessStacks(pid, f"{VENV} -m gunicorn billing.wsgi:app", "3.11", 1, {}, [t], group_threads([t]))
-             for pid, t in zip(fns, threads)]
+             for pid, t in zip(fns, threads, strict=False)]
     out = text(render_stacks(StacksReport(100, True, False, 0.0, procs, [], None)), width)
     for pid, fn in fns.items():
         assert f"Process {pid}" in out

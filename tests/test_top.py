@@ -6,9 +6,8 @@ import importlib.util
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from conftest import Result, Target, needs_ptrace, run_obskit

@@ -118,7 +118,7 @@ def paired_interval(base: Sequence[float], head: Sequence[float], *, confidence:
     (normal approximation of the rank statistic's distribution).  Distribution-free, no
     resampling, and a burst of load that slows both runs of a pair cancels out.
     """
-    d = [math.log(h / b) for b, h in zip(base, head) if b > 0 and h > 0]
+    d = [math.log(h / b) for b, h in zip(base, head, strict=False) if b > 0 and h > 0]
     n = len(d)
     if n < MIN_SAMPLES:
         r = _safe_ratio(median(head), median(base)) if base and head else math.nan

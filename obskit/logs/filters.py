@@ -11,8 +11,9 @@ import datetime as _dt
 import os
 import re
 import time as _time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from obskit.errors import UsageError
 from obskit.logs.model import LEVEL_TOKENS, LEVELS, LogRecord, level_rank, normalise_level

@@ -8,8 +8,9 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 from obskit.logs.filters import Filters
 from obskit.logs.model import LogRecord, Marker
@@ -339,7 +340,7 @@ class Pipeline:
         if self.summary is not None and state["summary"] is not None:
             self.summary.merge(state["summary"])
         parsers_formats: dict[str, dict[str, int]] = state["formats"]
-        for r, (lines, nbytes, capped, error) in zip(self.readers, state["readers"]):
+        for r, (lines, nbytes, capped, error) in zip(self.readers, state["readers"], strict=False):
             r.lines_read += lines
             r.bytes_read += nbytes
             r.capped += capped

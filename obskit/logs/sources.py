@@ -18,8 +18,9 @@ import stat
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from obskit.errors import InputError, TargetNotFound, UsageError
 from obskit.logs.model import Marker
@@ -411,14 +412,14 @@ def label_sources(specs: list[SourceSpec]) -> list[SourceSpec]:
     parts = [os.path.normpath(s.path or "").split(os.sep) for s in files]
     depth = [1] * len(files)
     for _ in range(8):
-        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=False)]
         counts: dict[str, int] = {}
         for label in labels:
             counts[label] = counts.get(label, 0) + 1
         if all(n == 1 for n in counts.values()):
             break
-        depth = [d + 1 if counts[label] > 1 else d for d, label in zip(depth, labels)]
-    for s, p, d in zip(files, parts, depth):
+        depth = [d + 1 if counts[label] > 1 else d for d, label in zip(depth, labels, strict=False)]
+    for s, p, d in zip(files, parts, depth, strict=False):
         s.label = "/".join(p[-d:])
     out: list[SourceSpec] = []
     for s in specs:

@@ -9,6 +9,7 @@ and the total growth between the first and last tenth of the window.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -59,7 +60,7 @@ def r_squared(t: list[float], y: list[float]) -> float:
     syy = sum((b - my) ** 2 for b in y)
     if stt == 0 or syy == 0:
         return 0.0
-    sty = sum((a - mt) * (b - my) for a, b in zip(t, y))
+    sty = sum((a - mt) * (b - my) for a, b in zip(t, y, strict=False))
     return sty * sty / (stt * syy)
 
 
@@ -70,8 +71,8 @@ def rolling_min(y: list[float], window: int) -> list[float]:
 def monotonic_share(y: list[float]) -> float:
     """Share of steps where the rolling floor rose (flat steps count as neither)."""
     floor = rolling_min(y, max(2, len(y) // 10))
-    ups = sum(1 for a, b in zip(floor, floor[1:]) if b > a)
-    downs = sum(1 for a, b in zip(floor, floor[1:]) if b < a)
+    ups = sum(1 for a, b in itertools.pairwise(floor) if b > a)
+    downs = sum(1 for a, b in itertools.pairwise(floor) if b < a)
     return ups / (ups + downs) if ups + downs else 0.0
 
 

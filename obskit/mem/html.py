@@ -19,7 +19,7 @@ def _e(text: object) -> str:
 
 def chart(series: list[tuple[str, list[float], list[float]]], width: int = 860, height: int = 280) -> str:
     """An SVG line chart: (label, t, bytes) per line."""
-    pts = [(t, y) for _, ts, ys in series for t, y in zip(ts, ys)]
+    pts = [(t, y) for _, ts, ys in series for t, y in zip(ts, ys, strict=False)]
     if not pts:
         return "<p>no samples</p>"
     t_max = max(t for t, _ in pts) or 1.0
@@ -46,7 +46,7 @@ def chart(series: list[tuple[str, list[float], list[float]]], width: int = 860, 
         out.append(f'<text x="{x(t):.1f}" y="{height - 8}" text-anchor="middle" font-size="11">{t:.1f}s</text>')
     for n, (label, ts, ys) in enumerate(series):
         color = COLORS[n % len(COLORS)]
-        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(ts, ys))
+        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(ts, ys, strict=False))
         out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{path}"><title>{_e(label)}</title></polyline>')
         out.append(f'<text x="{pad_l + 8}" y="{pad_t + 14 + 14 * n}" font-size="12" fill="{color}">{_e(label)}</text>')
     out.append("</svg>")

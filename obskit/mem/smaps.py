@@ -129,7 +129,7 @@ def _is_exe_neighbour(maps: list[Mapping], i: int) -> bool:
 
 def breakdown(maps: list[Mapping]) -> dict[str, Totals]:
     out = {k: Totals() for k in KINDS}
-    for m, kind in zip(maps, classify(maps)):
+    for m, kind in zip(maps, classify(maps), strict=False):
         out[kind].add(m.values)
     return out
 

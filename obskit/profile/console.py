@@ -135,7 +135,7 @@ def print_report(r: ProfileReport, *, title: str = "Top functions") -> None:
         # The function name is never cut (it wraps if it must); the file is shortened from the left.
         t.add_column("function", min_width=name_w, overflow="fold")
         t.add_column("file:line", overflow="fold", style="dim", max_width=file_w)
-        for f, name in zip(r.top_functions, names):
+        for f, name in zip(r.top_functions, names, strict=False):
             t.add_row(_pct(f.self_share), _pct(f.total_share), escape(name),
                       escape(short_path(inert_name(f.file), f.line, file_w)))
         out.print(t)
@@ -232,7 +232,7 @@ def print_diff(r: DiffReport, *, top: int = 15) -> None:
     t.add_column("file:line", overflow="fold", style="dim", max_width=file_w)
     if extra:
         t.add_column("", no_wrap=True)
-    for f, name in zip(changed, names):
+    for f, name in zip(changed, names, strict=False):
         color = "red" if f.delta > 0 else "green"
         row = [_pct(f.base_self_share), _pct(f.new_self_share), f"[{color}]{f.delta * 100:+.1f}[/]"]
         if extra:

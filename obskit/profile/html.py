@@ -145,7 +145,7 @@ def _grow(profile: Profile, f2f: array[int], funcs: _Funcs, min_count: int, *, p
         gp: list[int] = []
         gf: list[int] = []
         member = array("i")
-        for k, p in zip(alive, alive_node):
+        for k, p in zip(alive, alive_node, strict=False):
             s = samples[k]
             fr = s.frames
             f = f2f[fr[depth]]
@@ -184,7 +184,7 @@ def _grow(profile: Profile, f2f: array[int], funcs: _Funcs, min_count: int, *, p
                 self_count.append(c)
         depth += 1
         nxt, nxt_node = array("i"), array("i")
-        for k, g in zip(alive, member):
+        for k, g in zip(alive, member, strict=False):
             n = node_of[g]
             if n >= 0 and len(samples[k].frames) > depth:
                 nxt.append(k)

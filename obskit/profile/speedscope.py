@@ -176,7 +176,7 @@ def from_speedscope(doc: dict[str, Any]) -> Profile:
             counts, rate = _counts(weights, unit, own_rate)
             if rate:
                 rates.append(rate)
-            for stack, count in zip(stacks, counts):
+            for stack, count in zip(stacks, counts, strict=False):
                 spid, stid, j = pid, tid, 0
                 # A child's stack is rooted by its ancestors' process frames: the last one is the sampled process.
                 while roots and len(stack) > j and roots.get(stack[j], ("",))[0] == "process":

@@ -7,6 +7,7 @@ dumps already taken.
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import time
@@ -453,7 +454,7 @@ def watch_summary(
 
 def _wakeups(switches: list[tuple[Switches, Switches]], key: tuple[int, int]) -> int | None:
     total = 0
-    for (_, after), (before_next, _) in zip(switches, switches[1:]):
+    for (_, after), (before_next, _) in itertools.pairwise(switches):
         a, b = after.get(key), before_next.get(key)
         if a is None or b is None:
             return None
