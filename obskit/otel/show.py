@@ -49,12 +49,13 @@ class TraceView:
 
 def load(path: Path) -> tuple[list[tuple[dict[str, Any], SpanRecord]], int]:
     """All spans in an OTLP/JSON file (one request per line, or one JSON document)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise InputError(f"no span file at {path}", "run `obskit trace exec -- CMD` first, or pass a FILE") from None
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}", "check the path and permissions") from None
+    from obskit.safefile import read_input
+
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"no span file at {path}", "run `obskit trace exec -- CMD` first, or pass a FILE")
+    # Bounded: the span file rotates at 64 MiB; /dev/zero or a FIFO is an input error, not a hang.
+    text = read_input(path, limit=4 * 64 * 1024 * 1024).decode("utf-8", "replace")
+
     out: list[tuple[dict[str, Any], SpanRecord]] = []
     skipped = 0
     stripped = text.strip()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from pathlib import Path
 
 from obskit.errors import InputError, ObskitError, UsageError
 from obskit.profile.model import Profile, parse_collapsed, to_collapsed
@@ -99,16 +98,14 @@ def detect_format(data: bytes) -> str:
     raise InputError("not a profile obskit reads", "expected obskit .json, speedscope JSON, folded stacks or pprof")
 
 
+MAX_INPUT_BYTES = 256 * 1024 * 1024
+
+
 def load_profile(path: str) -> Profile:
     """Read a saved profile of any supported format (detected from the content, not the name)."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"no such file: {path}", "check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a directory", "give a profile file") from None
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}", "check its permissions") from None
+    from obskit.safefile import read_input
+
+    data = read_input(path, limit=MAX_INPUT_BYTES)  # /dev/zero or a FIFO: an input error, not MemoryError or a hang
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some Windows editors write
         data = data[3:]
     if not data.strip():
