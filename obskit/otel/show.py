@@ -63,7 +63,7 @@ def load(path: Path) -> tuple[list[tuple[dict[str, Any], SpanRecord]], int]:
     if stripped.startswith("{") and "\n" in stripped:
         try:
             docs = [json.loads(stripped)]
-        except ValueError:
+        except (ValueError, RecursionError):
             docs = []
     if not docs:
         for line in text.splitlines():
@@ -71,7 +71,7 @@ def load(path: Path) -> tuple[list[tuple[dict[str, Any], SpanRecord]], int]:
                 continue
             try:
                 docs.append(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):
                 skipped += 1  # a line cut by a crash or a full disk
     otlp = 0
     for doc in docs:

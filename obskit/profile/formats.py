@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 
 from obskit.errors import InputError, ObskitError, UsageError
 from obskit.profile.model import Profile, parse_collapsed, to_collapsed
@@ -117,6 +118,11 @@ def load_profile(path: str) -> Profile:
         if isinstance(e, InputError) and path not in e.message:
             raise InputError(f"{path}: {e.message}", e.hint) from None
         raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError, MemoryError,
+            EOFError, zlib.error) as e:
+        # A damaged or hostile file that got past a decoder's own checks: still an input error, in one line.
+        what = type(e).__name__ if isinstance(e, (RecursionError, MemoryError)) else f"{type(e).__name__}: {e}"
+        raise InputError(f"{path}: cannot read this profile ({what[:200]})", "the file is damaged or not a profile") from None
     if not prof.metadata.source_format:
         prof.metadata.source_format = fmt
     return prof
