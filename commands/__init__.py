@@ -116,8 +116,11 @@ def build_app() -> typer.Typer:
 
 
 def _print_error(message: str) -> None:
+    from obskit.inert import inert
+
     try:
-        sys.stderr.write(f"obskit: error: {message}\n")
+        # Messages quote paths, agent answers and names from targets: one inert line, always.
+        sys.stderr.write(f"obskit: error: {inert(message)}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         _silence(2)  # a hung-up terminal (EIO) or a closed pipe: nobody to tell
