@@ -27,7 +27,7 @@ def _time(fn: object) -> float:
 
 
 def obskit_ps() -> None:
-    from obskit.stacks.ps import collect
+    from obskit.ps import collect
 
     collect(interval=0)
 
@@ -64,7 +64,7 @@ def main() -> int:
         time.sleep(1.0)  # let the Python helpers map their libraries
         import psutil  # noqa: F401  (import cost outside the timed region, for every contender)
 
-        from obskit.stacks.ps import collect
+        from obskit.ps import collect
 
         n = len(collect(interval=0, include_all=True).processes)
         timings: dict[str, list[float]] = {"obskit ps (collect)": [], "ps -eo (procps)": [], "psutil iter + maps": []}

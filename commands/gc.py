@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, finite, require_pid
+from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, finite, follow_target, require_pid
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         from obskit.mem import gcview
         from obskit.selftrace import span
 
-        pid = require_pid(pid)
+        pid = follow_target(require_pid(pid), proc_root, "gc").pid
         if duration is not None and duration <= 0:
             raise UsageError("--duration must be positive", "e.g. --duration 10")
         with span("obskit.gc", pid=pid, trace=trace):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, emit
+from ._common import JsonOpt, PidOpt, ProcRootOpt, emit, note_python_below
+
+if TYPE_CHECKING:
+    from obskit.quota.model import QuotaReport
 
 FAIL_LEVELS = ("warn", "error")
 
@@ -43,23 +46,27 @@ def register(app: typer.Typer) -> None:
                              "see `obskit quota --help`")
         if pid is not None and pid <= 0:
             raise UsageError(f"--pid must be a positive process ID, not {pid}", "list processes with `obskit ps`")
+        from obskit.proc import ProcFS
         from obskit.quota.collect import collect, default_roots
 
-        roots = default_roots(pid, proc_root)
+        roots = None
         if fs_root is not None:
+            roots = default_roots(pid, proc_root)
             roots.fs = fs_root
+        if pid is not None:
+            note_python_below(pid, proc_root)
         with span("obskit.quota", pid=pid or 0, window=window) as s:
-            report = collect(pid, window, roots)
+            report = collect(pid, window, roots, procfs=ProcFS(proc_root))
             s.set_attribute("quota.findings", len(report.findings))
             s.set_attribute("quota.worst", report.worst)
 
-        def render(r: object) -> None:
+        def show(r: QuotaReport) -> None:
             from obskit.output import console
-            from obskit.quota.render import render as draw
+            from obskit.quota.render import render
 
-            draw(report, console())
+            console().print(render(r), crop=False)
 
-        emit(report, as_json, render)
+        emit(report, as_json, show)
         if fail_on is not None:
             order = {"ok": -1, "info": 0, "warn": 1, "error": 2}
             if order[report.worst] >= order[fail_on]:

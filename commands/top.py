@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, require_pid
+from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, follow_target, require_pid
 
 if TYPE_CHECKING:
-    from obskit.stacks.top import TopFunction, TopSession, TopWindow
+    from rich.console import RenderableType
+
+    from obskit.profile.live import TopSession, TopWindow
 
 
 def register(app: typer.Typer) -> None:
@@ -33,22 +35,25 @@ def register(app: typer.Typer) -> None:
         """
         from obskit.attach import preflight
         from obskit.errors import UsageError
+        from obskit.profile.live import TopSession, render_window
         from obskit.selftrace import span
-        from obskit.stacks.top import TopSession
 
         pid = require_pid(pid)
         if as_json and not once:
             raise UsageError("--json needs --once", "use `obskit top --pid PID --once -d 5 --json`")
+        target = follow_target(pid, proc_root, "top")
+        pid, subprocesses = target.pid, subprocesses or target.with_workers
         facts = preflight(pid, proc_root=proc_root)
         from obskit.output import warn
+        from obskit.proc import ProcFS
 
-        session = TopSession(pid, subprocesses=subprocesses, proc_root=proc_root, limit=limit,
+        session = TopSession(pid, subprocesses=subprocesses, procfs=ProcFS(proc_root), limit=limit,
                              on_warning=warn if once else None)
         with span("obskit.top", pid=pid, once=once) as s:
             if once:
                 window = _one_window(session, duration or 2.0)
                 s.set_attribute("obskit.samples", window.samples)
-                emit(window, as_json, lambda w: _print_window(w, facts.command, None))
+                emit(window, as_json, lambda w: _show(render_window(w, facts.command)))
             else:
                 _live(session, facts.command, duration, limit)
 
@@ -79,6 +84,7 @@ def _live(session: TopSession, command: str, duration: float, limit: int) -> Non
     from rich.live import Live
 
     from obskit.output import console
+    from obskit.profile.live import render_live
 
     out = console()
     session.start()
@@ -86,13 +92,14 @@ def _live(session: TopSession, command: str, duration: float, limit: int) -> Non
     keys = _Keys()
     window = None
     try:
-        with keys, Live(_view(None, session, command, limit), console=out, refresh_per_second=4, transient=False) as live:
+        with keys, Live(render_live(session.pid, None, [], command, limit), console=out, refresh_per_second=4,
+                        transient=False) as live:
             while True:
                 key = keys.read(1.0)
                 if key in ("q", "Q"):
                     break
                 window = session.window()
-                live.update(_view(window, session, command, limit))
+                live.update(render_live(session.pid, window, session.cumulative_functions(), command, limit))
                 if window.target_exited:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
@@ -147,78 +154,7 @@ class _Keys:
         return None
 
 
-def _stats_line(w: TopWindow) -> str:
-    from obskit.output import escape, human_bytes
+def _show(view: RenderableType) -> None:
+    from obskit.output import console
 
-    threads = sum(p.threads or 0 for p in w.processes if not p.exited)
-    fds = [p.fds for p in w.processes if p.fds is not None]
-    cpu = "-" if w.cpu_percent is None else f"{w.cpu_percent:.0f}%"
-    parts = [f"CPU [bold]{cpu}[/]", f"RSS [bold]{human_bytes(w.rss_bytes)}[/]", f"threads [bold]{threads}[/]",
-             f"fds [bold]{sum(fds) if fds else '-'}[/]"]
-    if len(w.processes) > 1:
-        parts.append(f"processes {sum(not p.exited for p in w.processes)}")
-    t = w.throttle
-    if t is not None:
-        ratio = "-" if t.throttled_ratio is None else f"{t.throttled_ratio:.0%}"
-        style = "bold red" if t.throttled_periods else "green"
-        parts.append(f"throttled [{style}]{ratio}[/] of periods ({t.throttled_s:.2f}s; quota {t.quota_cpus:g} CPUs)")
-    else:
-        parts.append(f"[dim]{escape(w.quota_note)}[/]")
-    return " · ".join(parts)
-
-
-def _function_table(rows: list[tuple[TopFunction, TopFunction | None]], title: str) -> Any:
-    from rich.table import Table
-
-    from obskit.output import escape
-
-    table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left", title_style="dim")
-    table.add_column("%Own", justify="right")
-    table.add_column("%Total", justify="right")
-    table.add_column("Own", justify="right")
-    table.add_column("Total", justify="right")
-    table.add_column("Function (file:line)", no_wrap=True, overflow="ellipsis")
-    for f, cum in rows:
-        own = cum.self_samples if cum is not None else f.self_samples
-        tot = cum.total_samples if cum is not None else f.total_samples
-        short = f.file.rsplit("/", 1)[-1] if f.file else ""
-        table.add_row(f"{f.self_share:.1%}", f"{f.total_share:.1%}", str(own), str(tot),
-                      f"{escape(f.name)} [dim]({escape(short)}:{f.line})[/]")
-    return table
-
-
-def _view(w: TopWindow | None, session: TopSession, command: str, limit: int) -> Any:
-    from rich.console import Group
-    from rich.text import Text
-
-    from obskit.output import escape
-
-    head = Text.from_markup(f"[bold]obskit top[/] · pid {session.pid} · {escape(_one_line(command))}  [dim](q quits)[/]")
-    if w is None:
-        return Group(head, Text("sampling…", style="dim"))
-    cum = {(f.name, f.file): f for f in session.cumulative_functions()}
-    rows = [(f, cum.get((f.name, f.file))) for f in w.functions[:limit]]
-    acc = w.sampler
-    rate = acc.get("effective_rate") or acc.get("rate")
-    sampler = f"{w.samples} samples in {w.duration_s:.1f}s" + (f" · {rate:.0f} Hz" if isinstance(rate, (int, float)) else "")
-    parts: list[Any] = [head, Text.from_markup(_stats_line(w)), Text(sampler, style="dim")]
-    parts += [Text(f"sampler: {msg}", style="yellow") for msg in acc.get("warnings") or []]
-    parts.append(_function_table(rows, "%Own/%Total: last second · Own/Total: samples since start"))
-    return Group(*parts)
-
-
-def _print_window(w: TopWindow, command: str, _unused: object) -> None:
-    from rich.text import Text
-
-    from obskit.output import console, escape
-
-    out = console()
-    out.print(Text.from_markup(f"[bold]obskit top[/] · pid {w.pid} · {escape(_one_line(command))}"))
-    out.print(Text.from_markup(_stats_line(w)))
-    out.print(Text(f"{w.samples} samples in {w.duration_s:.1f}s", style="dim"))
-    out.print(_function_table([(f, None) for f in w.functions], "functions by own samples in the window"))
-
-
-def _one_line(command: str, limit: int = 100) -> str:
-    """The command line on one line: `python -c` code has newlines that would break the header."""
-    return " ".join(command.split())[:limit]
+    console().print(view, crop=False)

@@ -2,8 +2,9 @@
 
 Every check is a function of a :class:`DoctorContext` (proc root, sys root, environment,
 target PID) returning a :class:`CheckResult`, so tests drive them with captured files.
-``obskit doctor`` prints them all; :func:`obskit.attach.preflight` and
-:func:`obskit.pyspy.explain_failure` run the attach checks to report the real cause.
+``obskit doctor`` prints them all (:func:`render`); :mod:`obskit.attach` runs
+:data:`ATTACH_CHECKS`, in the same order, before attaching and when py-spy fails, so the
+doctor and the attach error always name the same cause.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from obskit.errors import (
     ExitCode,
-    InputError,
     ObskitError,
     PermissionDenied,
     TargetExited,
@@ -25,6 +26,11 @@ from obskit.errors import (
     UnsupportedVersion,
 )
 
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from obskit.proc import ProcessFacts, ProcFS
+
 CAP_SYS_PTRACE = 19
 KUBECTL_RECIPE = "kubectl debug -it POD --image=IMAGE --target=CONTAINER --profile=general"
 CAP_FIX = (
@@ -32,10 +38,6 @@ CAP_FIX = (
     f"or `{KUBECTL_RECIPE}`"
 )
 
-_ERRORS: dict[str, type[ObskitError]] = {
-    c.__name__: c
-    for c in (PermissionDenied, TargetNotFound, TargetNotPython, UnsupportedVersion, Unavailable, InputError, TargetExited)
-}
 
 
 @dataclass
@@ -44,12 +46,11 @@ class CheckResult:
     status: str  # pass | warn | fail | skip
     message: str
     fix: str = ""
-    error: str | None = None  # the error class a failure maps to (PermissionDenied, ...)
+    error: type[ObskitError] | None = None  # the error a failure maps to; JSON shows its class name
     exit_code: int = 0
 
     def to_error(self, pid: int | None) -> ObskitError:
-        cls = _ERRORS.get(self.error or "", PermissionDenied)
-        return cls(self.message, self.fix, pid=pid)
+        return (self.error or PermissionDenied)(self.message, self.fix, pid=pid)
 
 
 @dataclass
@@ -63,6 +64,15 @@ class DoctorReport:
     kubernetes: bool
     recipe: str | None = None
 
+    def error(self) -> ObskitError | None:
+        """The first failing check as the one-line error (its exit code is the doctor's), or None."""
+        failed = [c for c in self.checks if c.status == "fail"]
+        if not failed:
+            return None
+        err = failed[0].to_error(self.pid)
+        err.message = f"doctor check {failed[0].name} failed: {err.message}"
+        return err
+
 
 @dataclass
 class DoctorContext:
@@ -72,17 +82,33 @@ class DoctorContext:
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     output_dir: str = "."
     self_pid: str = "self"
+    _facts: ProcessFacts | None = field(default=None, repr=False)
+
+    @property
+    def fs(self) -> ProcFS:
+        """The /proc every check reads through (the live one, or a captured tree)."""
+        from obskit.proc import ProcFS
+
+        return ProcFS(self.proc_root)
+
+    def facts(self) -> ProcessFacts:
+        """What /proc says about the target (read once per context)."""
+        assert self.pid is not None
+        if self._facts is None:
+            self._facts = self.fs.facts(self.pid)
+        return self._facts
 
     @property
     def proc(self) -> Path:
-        return Path(self.proc_root)
+        return self.fs.root
 
     def live(self) -> bool:
-        return self.proc_root == "/proc" and self.self_pid == "self"
+        return self.fs.is_live and self.self_pid == "self"
 
     def read(self, *parts: str) -> str | None:
+        """A file under the proc root (``sys/kernel/...``, ``self/mountinfo``), or None if unreadable."""
         try:
-            return self.proc.joinpath(*parts).read_text()
+            return self.fs.path(*parts).read_text()
         except OSError:
             return None
 
@@ -120,7 +146,7 @@ class DoctorContext:
             return None
 
     def target_visible(self) -> bool:
-        return self.pid is not None and self.proc.joinpath(str(self.pid), "stat").exists()
+        return self.pid is not None and self.pid > 0 and self.fs.exists(self.pid)
 
     def in_kubernetes(self) -> bool:
         if self.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -161,7 +187,7 @@ def _uid_field(line: str | None, index: int) -> int | None:
 
 
 def _fail(name: str, message: str, fix: str, error: type[ObskitError]) -> CheckResult:
-    return CheckResult(name, "fail", message, fix, error.__name__, int(error.exit_code))
+    return CheckResult(name, "fail", message, fix, error, int(error.exit_code))
 
 
 # -- the checks -------------------------------------------------------------------------------------
@@ -178,16 +204,17 @@ def check_sampler(ctx: DoctorContext) -> CheckResult:
 def check_target_visible(ctx: DoctorContext) -> CheckResult:
     if ctx.pid is None:
         return CheckResult("pid_namespace", "skip", "no --pid given")
-    if not ctx.proc.joinpath(str(ctx.pid), "stat").exists():
+    if ctx.pid <= 0:
+        return _fail("pid_namespace", f"process {ctx.pid} is not a valid PID", "give a positive PID from `obskit ps`",
+                     TargetNotFound)
+    if not ctx.target_visible():
         fix = "check the PID with `obskit ps`"
         if ctx.in_kubernetes():
             fix = f"the target's PID namespace must be shared: `{KUBECTL_RECIPE}` or shareProcessNamespace: true"
         else:
-            fix += "; from another container share the PID namespace (`docker run --pid=container:NAME`)"
+            fix += "; from another container share the PID namespace (`docker run --pid=container:NAME`, `kubectl debug --target=CONTAINER`)"
         return _fail("pid_namespace", f"process {ctx.pid} is not visible from this PID namespace", fix, TargetNotFound)
-    from obskit.proc import ProcFS
-
-    fs = ProcFS(ctx.proc_root)
+    fs = ctx.fs
     if fs.is_zombie(ctx.pid):
         err = fs.zombie_error(ctx.pid)
         return _fail("pid_namespace", err.message, err.hint, TargetExited)
@@ -214,9 +241,11 @@ def check_root_visible(ctx: DoctorContext) -> CheckResult:
     try:
         os.listdir(root)
     except PermissionError:
+        euid, tuid = ctx.euid(), ctx.target_uid()
+        why = f": process {ctx.pid} runs as uid {tuid}, obskit as uid {euid}" if tuid is not None and tuid != euid else ""
         return _fail(
             "proc_root",
-            f"cannot read {root} (py-spy reads the target's binary through it)",
+            f"cannot read {root} (py-spy reads the target's binary through it){why}",
             "run obskit as the target's user or with CAP_SYS_PTRACE; " + CAP_FIX,
             PermissionDenied,
         )
@@ -228,30 +257,56 @@ def check_root_visible(ctx: DoctorContext) -> CheckResult:
 
 
 def check_python(ctx: DoctorContext) -> CheckResult:
-    from obskit.proc import ProcFS
-    from obskit.pyspy import SUPPORTED_MAX, SUPPORTED_MIN, version_supported
+    """The one check of "does it run Python, in a version the bundled py-spy reads" (doctor and attach)."""
+    from obskit import pyspy
 
     if ctx.pid is None:
         return CheckResult("python", "skip", "no --pid given")
     if not ctx.target_visible():
         return CheckResult("python", "skip", f"process {ctx.pid} not visible")
+    fs = ctx.fs
     try:
-        facts = ProcFS(ctx.proc_root).facts(ctx.pid)
+        facts = ctx.facts()
     except ObskitError as e:
-        return _fail("python", e.message, e.hint, type(e) if type(e).__name__ in _ERRORS else PermissionDenied)
+        return _fail("python", e.message, e.hint, type(e))
+    rng = pyspy.supported_range()
     if not facts.is_python:
-        return _fail("python", f"process {ctx.pid} ({facts.name}) is not running Python", "pick a Python process from `obskit ps`", TargetNotPython)
-    rng = f"{SUPPORTED_MIN[0]}.{SUPPORTED_MIN[1]} to {SUPPORTED_MAX[0]}.{SUPPORTED_MAX[1]}"
+        if facts.exe is None and not _readable(fs, ctx.pid, "maps"):
+            # Another user's process: its binary and maps are closed to us, so the command line cannot settle it.
+            return CheckResult("python", "skip", f"cannot tell whether process {ctx.pid} ({_short(facts.command)}) "
+                               "runs Python: its binary and memory maps are not readable")
+        return _fail("python", f"process {ctx.pid} ({_short(facts.command)}) is not running Python",
+                     "pick a Python process from `obskit ps`", TargetNotPython)
     if facts.python_version is None:
-        return CheckResult("python", "warn", f"process {ctx.pid} looks like Python but its version is not in its binary or maps",
-                           f"the bundled py-spy reads {rng}")
-    if not version_supported(facts.python_version):
+        if facts.exe is None and not _readable(fs, ctx.pid, "maps"):
+            return CheckResult("python", "skip", f"process {ctx.pid} looks like Python (its command line); its binary "
+                               "and memory maps, which give the version, are not readable")
+        return CheckResult("python", "warn", f"process {ctx.pid} looks like Python but its version is not in its "
+                           "binary or maps", f"the bundled py-spy reads {rng}")
+    if not pyspy.version_supported(facts.python_version):
+        v = facts.python_version
         fix = f"the bundled py-spy reads {rng}; upgrade it (`pip install -U py-spy`)"
-        if tuple(int(x) for x in facts.python_version.split(".")[:2]) >= (3, 14):
-            fix += f"; Python 3.14+ has its own tools: `python3 -m asyncio ps {ctx.pid}`, `python3 -m pdb -p {ctx.pid}`"
-        return _fail("python", f"process {ctx.pid} runs Python {facts.python_version}, which the bundled py-spy does not read",
+        if (pyspy.version_tuple(v) or (0, 0)) >= (3, 14):
+            fix += (f"; Python {v} itself shows tasks and stacks: `python{v} -m asyncio ps {ctx.pid}`, "
+                    f"`python{v} -m asyncio pstree {ctx.pid}`, `python{v} -m pdb -p {ctx.pid}`")
+        return _fail("python", f"process {ctx.pid} runs Python {v}, which the bundled py-spy does not read",
                      fix, UnsupportedVersion)
     return CheckResult("python", "pass", f"process {ctx.pid} runs Python {facts.python_version} (py-spy reads {rng})")
+
+
+def _readable(fs: ProcFS, pid: int, name: str) -> bool:
+    try:
+        fs.read_bytes(pid, name)
+    except ObskitError:
+        return False
+    except OSError:
+        return True  # readable in principle (e.g. EINVAL of an exiting process)
+    return True
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def check_uid(ctx: DoctorContext) -> CheckResult:
@@ -382,14 +437,18 @@ def check_kubernetes(ctx: DoctorContext) -> CheckResult:
     )
 
 
-PERMISSION_CHECKS: list[Callable[[DoctorContext], CheckResult]] = [check_uid, check_yama, check_seccomp, check_root_visible]
-ALL_CHECKS: list[Callable[[DoctorContext], CheckResult]] = [
-    check_sampler, check_target_visible, check_root_visible, check_python, check_uid, check_cap, check_yama,
-    check_seccomp, check_output_dir, check_cgroup, check_kubernetes,
+Check = Callable[[DoctorContext], CheckResult]
+
+# What must hold to attach to a PID, in the order the first failure is reported: the doctor shows
+# the same first failure as every attaching command (obskit.attach.preflight).
+ATTACH_CHECKS: list[Check] = [check_target_visible, check_python, check_uid, check_yama, check_seccomp, check_root_visible]
+ALL_CHECKS: list[Check] = [
+    check_sampler, check_target_visible, check_python, check_uid, check_cap, check_yama, check_seccomp,
+    check_root_visible, check_output_dir, check_cgroup, check_kubernetes,
 ]
 
 
-def run_checks(ctx: DoctorContext, checks: list[Callable[[DoctorContext], CheckResult]] | None = None) -> DoctorReport:
+def run_checks(ctx: DoctorContext, checks: list[Check] | None = None) -> DoctorReport:
     results = [check(ctx) for check in (checks if checks is not None else ALL_CHECKS)]
     failed = [r for r in results if r.status == "fail"]
     k8s = ctx.in_kubernetes()
@@ -403,7 +462,7 @@ def run_checks(ctx: DoctorContext, checks: list[Callable[[DoctorContext], CheckR
     )
 
 
-def first_failure(ctx: DoctorContext, checks: list[Callable[[DoctorContext], CheckResult]]) -> CheckResult | None:
+def first_failure(ctx: DoctorContext, checks: list[Check]) -> CheckResult | None:
     """The first of ``checks`` that fails (the ones after it are not run), or None."""
     for check in checks:
         result = check(ctx)
@@ -416,3 +475,34 @@ def seccomp_suspect(proc_root: str = "/proc") -> CheckResult | None:
     """The seccomp warning, when a filter may be what refused an attach the other checks allow."""
     r = check_seccomp(DoctorContext(proc_root=proc_root))
     return r if r.status == "warn" else None
+
+
+_MARK = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]skip[/]"}
+
+
+def render(report: DoctorReport) -> RenderableType:
+    """The terminal view: one line per check, the fix under each failure or warning, then the verdict."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from obskit.output import escape
+
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    for c in report.checks:
+        table.add_row(_MARK[c.status], c.name, Text(c.message))
+        if c.fix and c.status in ("fail", "warn"):
+            table.add_row("", "", Text.from_markup(f"[dim]fix:[/] {escape(c.fix)}"))
+        elif c.fix and c.name == "kubernetes":
+            table.add_row("", "", Text.from_markup(f"[dim]use:[/] {escape(c.fix)}"))
+    failed = [c for c in report.checks if c.status == "fail"]
+    if failed:
+        verdict = (f"[bold red]{len(failed)} check(s) failed[/]: attaching will not work until the first fix "
+                   f"({failed[0].name}) is applied.")
+    else:
+        target = f"process {report.pid}" if report.pid is not None else "Python processes here"
+        verdict = f"[green]ready[/]: obskit can attach to {target}."
+    return Group(table, Text(""), Text.from_markup(verdict))

@@ -36,6 +36,8 @@ def to_jsonable(obj: Any) -> Any:
         return out
     if isinstance(obj, enum.Enum):
         return obj.value
+    if isinstance(obj, type):
+        return obj.__name__  # a class (e.g. the error a check maps to) is shown by its name
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, (str, int, bool)) or obj is None:

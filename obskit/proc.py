@@ -23,6 +23,8 @@ _PY_VERSION_PATTERNS = [
     re.compile(r"/lib/python(\d)\.(\d+)/"),
 ]
 _CONTAINER_ID = re.compile(r"(?:^|[/-])(?:docker-|crio-|cri-containerd-|libpod-)?([0-9a-f]{64})(?:\.scope)?$")
+# Indexes into ProcFS.stat() (proc(5) field numbers minus one; the comm field is kept whole).
+STAT_STATE, STAT_PPID, STAT_UTIME, STAT_STIME, STAT_NUM_THREADS, STAT_STARTTIME = 2, 3, 13, 14, 19, 21
 _POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 
 
@@ -71,6 +73,15 @@ class ProcFS:
 
     def __init__(self, root: str | os.PathLike[str] = "/proc") -> None:
         self.root = Path(root)
+        self.clock_ticks = CLOCK_TICKS
+
+    def __repr__(self) -> str:
+        return f"ProcFS({str(self.root)!r})"
+
+    @property
+    def is_live(self) -> bool:
+        """True for the running system's /proc (not a captured tree)."""
+        return self.root == Path("/proc")
 
     # -- raw reads ---------------------------------------------------------
     def path(self, pid: int | str, *parts: str) -> Path:
@@ -195,7 +206,7 @@ class ProcFS:
         kids: dict[int, list[int]] = {}
         for pid in pids if pids is not None else self.pids():
             try:
-                ppid = int(self.stat(pid)[3])
+                ppid = int(self.stat(pid)[STAT_PPID])
             except (TargetNotFound, PermissionDenied, IndexError, ValueError):
                 continue
             kids.setdefault(ppid, []).append(pid)
@@ -211,13 +222,79 @@ class ProcFS:
             todo.extend(kids.get(p, []))
         return out
 
-    def threads(self, pid: int) -> list[int]:
+    def tasks(self, pid: int) -> list[int]:
+        """Thread IDs of ``pid`` (its /proc/PID/task entries)."""
         try:
             return sorted(int(t) for t in os.listdir(self.path(pid, "task")) if t.isdigit())
         except FileNotFoundError:
             raise TargetNotFound(f"process {pid} not found", "list processes with `obskit ps`", pid=pid) from None
         except PermissionError:
             return []
+
+    threads = tasks
+
+    def cpu_seconds(self, pid: int, tid: int | None = None) -> float:
+        """User + system CPU seconds of a process (or one of its threads), from stat's utime and stime."""
+        st = self.stat(pid) if tid is None else self._task_stat(pid, tid)
+        try:
+            return (int(st[STAT_UTIME]) + int(st[STAT_STIME])) / self.clock_ticks
+        except (IndexError, ValueError):
+            raise TargetNotFound(f"process {pid}: unreadable stat", "list processes with `obskit ps`",
+                                 pid=pid) from None
+
+    def cpu_seconds_of(self, pids: list[int]) -> dict[int, float]:
+        """CPU seconds of each of ``pids`` that is still there (exited and unreadable ones are left out)."""
+        out: dict[int, float] = {}
+        for pid in pids:
+            try:
+                out[pid] = self.cpu_seconds(pid)
+            except (TargetNotFound, PermissionDenied, TargetExited):  # noqa: PERF203 - it exited meanwhile
+                continue
+        return out
+
+    def start_time(self, pid: int) -> float | None:
+        """When ``pid`` started, in seconds since the epoch (None without the boot time)."""
+        boot = self.boot_time()
+        try:
+            ticks = int(self.stat(pid)[STAT_STARTTIME])
+        except (IndexError, ValueError):
+            return None
+        return boot + ticks / self.clock_ticks if boot is not None else None
+
+    def _task_stat(self, pid: int, tid: int) -> list[str]:
+        raw = self.read_text(pid, f"task/{tid}/stat")
+        lpar, rpar = raw.find("("), raw.rfind(")")
+        return [raw[:lpar].strip(), raw[lpar + 1 : rpar], *raw[rpar + 2 :].split()]
+
+    def syscall(self, pid: int, tid: int) -> list[str] | None:
+        """Fields of /proc/PID/task/TID/syscall: ``["running"]``, ``["-1", sp, pc]`` or the number and
+        arguments of the call the thread is blocked in; None when unreadable (exited, no ptrace)."""
+        try:
+            return self.path(pid, "task", str(tid), "syscall").read_text().split() or None
+        except OSError:
+            return None
+
+    def schedstat(self, pid: int, tid: int | None = None) -> tuple[int, int, int] | None:
+        """(ns on CPU, ns waiting on a run queue, time slices) of a process's main thread or one thread."""
+        path = self.path(pid, "schedstat") if tid is None else self.path(pid, "task", str(tid), "schedstat")
+        try:
+            fields = path.read_text().split()
+            return int(fields[0]), int(fields[1]), int(fields[2])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def fd_count(self, pid: int) -> int | None:
+        """Open file descriptors of ``pid`` (None when /proc/PID/fd is not readable)."""
+        try:
+            return sum(1 for _ in os.scandir(self.path(pid, "fd")))
+        except OSError:
+            return None
+
+    def task_status(self, pid: int, tid: int) -> dict[str, str] | None:
+        try:
+            return parse_status(self.path(pid, "task", str(tid), "status").read_text(errors="replace"))
+        except OSError:
+            return None
 
     # -- derived facts -----------------------------------------------------
     def python_version(self, pid: int) -> str | None:
@@ -234,10 +311,10 @@ class ProcFS:
         status = self.status(pid)
         cmd = self.cmdline(pid)
         exe = self.exe(pid)
-        ticks = clock_ticks or _clock_ticks()
-        cpu = (int(st[13]) + int(st[14])) / ticks
+        ticks = clock_ticks or self.clock_ticks
+        cpu = (int(st[STAT_UTIME]) + int(st[STAT_STIME])) / ticks
         boot = self.boot_time()
-        start = boot + int(st[21]) / ticks if boot is not None else None
+        start = boot + int(st[STAT_STARTTIME]) / ticks if boot is not None else None
         rss = status.get("VmRSS")
         uid = status.get("Uid")
         version = self.python_version(pid)
@@ -251,7 +328,7 @@ class ProcFS:
             pass
         facts = ProcessFacts(
             pid=pid,
-            ppid=int(st[3]),
+            ppid=int(st[STAT_PPID]),
             name=st[1],
             cmdline=cmd,
             exe=exe,
@@ -299,7 +376,8 @@ def classify_roles(facts: dict[int, ProcessFacts]) -> None:
     for f in facts.values():
         parent = facts.get(f.ppid)
         text = " ".join(f.cmdline[:4]).lower()
-        ptext = " ".join(parent.cmdline[:4]).lower() if parent else ""
+        # Only a Python parent makes a worker: `tini -- gunicorn ...` names gunicorn but is not its master.
+        ptext = " ".join(parent.cmdline[:4]).lower() if parent and parent.is_python else ""
         if "gunicorn" in text:
             if parent is not None and "gunicorn" in ptext:
                 f.role = "gunicorn-worker"
@@ -369,3 +447,6 @@ def _clock_ticks() -> int:
         return os.sysconf("SC_CLK_TCK")
     except (ValueError, OSError, AttributeError):
         return 100
+
+
+CLOCK_TICKS = _clock_ticks()  # USER_HZ: the unit of utime, stime and starttime in /proc/N/stat

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 import pytest
 
@@ -246,6 +247,42 @@ def require_ptrace() -> None:
 
 needs_ptrace = pytest.mark.usefixtures("require_ptrace")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+# Real peers and consumers the tests run (Debian package in brackets); .ci/system-deps.sh installs them.
+REAL_CONSUMERS = {
+    "go": "golang-go", "jq": "jq", "node": "nodejs", "chromium": "chromium", "chromedriver": "chromium-driver",
+    "prometheus": "prometheus", "gdb": "gdb", "docker": "docker.io", "dockerd": "docker.io",
+    "debootstrap": "debootstrap",
+}
+_MISSING_PREFIX = "real consumer missing:"
+
+
+def require_tool(name: str) -> str:
+    """The path of a real consumer (``go``, ``jq``, ``chromium``...), or skip the test with the
+    reason — which the test summary lists.  With ``CI=true`` a missing one fails instead: CI
+    installs every one of them, so a skip there would hide a broken install step."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    reason = f"{_MISSING_PREFIX} {name} (Debian package {REAL_CONSUMERS.get(name, name)}; .ci/system-deps.sh installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """List every real-consumer check that did not run, so a skip is never silent."""
+    missing = []
+    for rep in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(rep, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        if _MISSING_PREFIX in reason:
+            missing.append((rep.nodeid, reason.split("Skipped: ", 1)[-1]))
+    if missing:
+        terminalreporter.section("real-consumer checks skipped")
+        for nodeid, reason in missing:
+            terminalreporter.write_line(f"{nodeid}: {reason}")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 from conftest import CAPTURED, Result
 
-from obskit import doctor, pyspy
+from obskit import attach, doctor
 from obskit.attach import preflight
 from obskit.doctor import DoctorContext, run_checks
 from obskit.errors import ExitCode, PermissionDenied, UnsupportedVersion
@@ -186,7 +186,7 @@ def test_output_dir_not_writable(tmp_path: Path) -> None:
 
 def test_sampler_failure_reports_the_doctor_cause(tmp_path: Path) -> None:
     proc = make_tree(tmp_path, me="self_status_docker_default.txt", target="target_status_uid1000.txt")
-    err = pyspy.explain_failure(TARGET, "Error: Operation not permitted (os error 1)\n", proc_root=str(proc))
+    err = attach.explain_failure(TARGET, "Error: Operation not permitted (os error 1)\n", proc_root=str(proc))
     assert isinstance(err, PermissionDenied)
     assert "uid 1000" in err.message and "CAP_SYS_PTRACE" in err.message
     pre = preflight_error(proc)
@@ -195,7 +195,7 @@ def test_sampler_failure_reports_the_doctor_cause(tmp_path: Path) -> None:
     same = tmp_path / "s"
     same.mkdir()
     proc2 = make_tree(same, me="self_status_docker_default.txt", target="target_status_root.txt")
-    err2 = pyspy.explain_failure(TARGET, "Error: Operation not permitted (os error 1)\n", proc_root=str(proc2))
+    err2 = attach.explain_failure(TARGET, "Error: Operation not permitted (os error 1)\n", proc_root=str(proc2))
     assert "seccomp" in err2.message and "unconfined" in err2.hint
 
 
@@ -239,3 +239,85 @@ def test_zombie_fails_pid_namespace_with_exit_8(zombie_pid: str, cli: Callable[.
     first = next(c for c in json.loads(r.stdout)["checks"] if c["status"] == "fail")
     assert first["name"] == "pid_namespace" and first["error"] == "TargetExited"
     assert r.stderr.count("\n") == 1 and "has exited (a zombie" in r.stderr
+
+
+# -- one story: the doctor and every attaching command name the same first cause ------------------
+SETPRIV = shutil.which("setpriv")
+
+
+def _as_nobody_works() -> str | None:
+    import os
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        return "needs root to run obskit as another user"
+    if SETPRIV is None:
+        return "setpriv not installed"
+    r = subprocess.run([SETPRIV, "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable, "-c",
+                        "import obskit.commands"], capture_output=True, text=True, timeout=60, cwd="/")
+    return None if r.returncode == 0 else f"uid 65534 cannot run this Python: {r.stderr.strip()[-200:]}"
+
+
+@pytest.mark.skipif(_as_nobody_works() is not None, reason=str(_as_nobody_works()))
+def test_non_root_against_root_process_doctor_and_attach_agree(tmp_path: Path) -> None:
+    """Issue: as a non-root user, doctor headlined an unreadable /proc/N/root while profile record named the uid."""
+    import subprocess
+    import sys
+
+    assert SETPRIV is not None
+    target = subprocess.Popen([sys.executable, "-c", "import time\nprint('ready', flush=True)\ntime.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert target.stdout is not None and target.stdout.readline().startswith("ready")
+        pid = str(target.pid)
+
+        def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([SETPRIV, "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable,
+                                   "-m", "obskit", *args], capture_output=True, text=True, timeout=120, cwd="/")
+
+        doc = as_nobody("doctor", "--pid", pid, "-o", "/tmp")
+        rec = as_nobody("profile", "record", "--pid", pid, "-d", "1", "-o", "/tmp/obskit-nobody-never-written.html")
+        stk = as_nobody("stacks", "--pid", pid)
+        assert doc.returncode == rec.returncode == stk.returncode == ExitCode.PERMISSION_DENIED, (doc, rec, stk)
+        first_fail = next(ln for ln in doc.stdout.splitlines() if ln.startswith("FAIL"))
+        assert first_fail.split()[1] == "uid", doc.stdout
+        cause = f"process {pid} runs as uid 0 and obskit as uid 65534 without CAP_SYS_PTRACE"
+        assert doc.stderr == f"obskit: error: doctor check uid failed: {cause} (run obskit as uid 0 (`sudo -u '#0' obskit ...`) or as root with CAP_SYS_PTRACE)\n"
+        # the attach error is the same sentence, whichever command attaches
+        for r in (rec, stk):
+            assert r.stderr.endswith(f"obskit: error: cannot attach to process {pid}: {cause} "
+                                     "(run obskit as uid 0 (`sudo -u '#0' obskit ...`) or as root with CAP_SYS_PTRACE)\n")
+            assert r.stderr.count("obskit: error:") == 1
+        assert not Path("/tmp/obskit-nobody-never-written.html").exists()
+    finally:
+        target.kill()
+        target.wait()
+
+
+def test_attach_layer_has_no_import_circle() -> None:
+    """pyspy drives py-spy and imports neither attach nor doctor; doctor never imports attach; none imports commands."""
+    import ast
+
+    import obskit
+
+    root = Path(obskit.__file__).parent
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        out: set[str] = set()
+        for node in ast.walk(tree):  # imports inside functions count too
+            if isinstance(node, ast.ImportFrom) and node.module:
+                out.add(node.module)
+                out.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                out.update(a.name for a in node.names)
+        return out
+
+    def touches(name: str, modules: set[str]) -> set[str]:
+        return {m for m in imports(name) if any(m == x or m.startswith(x + ".") for x in modules)}
+
+    assert touches("pyspy", {"obskit.attach", "obskit.doctor", "obskit.targets", "obskit.commands", "commands"}) == set()
+    assert touches("doctor", {"obskit.attach", "obskit.targets", "obskit.commands", "commands"}) == set()
+    assert touches("targets", {"obskit.attach", "obskit.doctor", "obskit.commands", "commands"}) == set()
+    assert touches("attach", {"obskit.targets", "obskit.commands", "commands", "obskit.profile", "obskit.stacks"}) == set()

@@ -94,7 +94,7 @@ def test_missing_pid_exit_4(cli: Callable[..., Result]) -> None:
 
 def test_captured_tree_without_psutil(tmp_path: Path, spawn_python: Callable[..., Target]) -> None:
     """A copied /proc tree: roles and versions without touching the live processes."""
-    from obskit.stacks.ps import collect
+    from obskit.ps import collect
 
     parent = spawn_python(
         "import multiprocessing as mp, sys, time\n"
@@ -115,7 +115,7 @@ def test_captured_tree_without_psutil(tmp_path: Path, spawn_python: Callable[...
         d.mkdir(parents=True)
         for name in ("stat", "status", "cmdline", "maps", "cgroup"):
             (d / name).write_bytes((Path("/proc") / str(pid) / name).read_bytes())
-    report = collect(interval=0.5, proc_root=str(proc))
+    report = collect(interval=0.5, procfs=ProcFS(str(proc)))
     for k in kids:  # the spawn child would outlive the parent's SIGTERM by its sleep
         os.kill(k, 9)
     roles = {e.pid: e.role for e in report.processes}

@@ -218,3 +218,102 @@ def test_multiline_command_stays_on_one_line(spawn_python: Callable[..., Target]
     following = r.stdout.splitlines()[r.stdout.splitlines().index(line) + 1]
     assert "import time print('ready', flush=True) time.sleep(120)" in following
     assert not any(ln.startswith(("print(", "time.sleep")) for ln in r.stdout.splitlines())
+
+
+# -- from a debug container: another cgroup namespace and mount namespace, the same PID namespace --------
+DEBUG_MOUNTS = ("mount -t tmpfs tmpfs /sys/fs/cgroup && mkdir /sys/fs/cgroup/cpu /sys/fs/cgroup/memory"
+                " && mount -t cgroup -o cpu cgroup /sys/fs/cgroup/cpu"
+                " && mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory && exec \"$@\"")
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_quota_from_a_debug_container_reports_the_targets_limits(cgroup: Cgroup) -> None:
+    """As `kubectl debug --target`: obskit runs in its own cgroup namespace (rooted at a sibling
+    cgroup with limits of its own) and mounts its own cgroup filesystem, so the target's cgroup reads
+    ``/../…`` and is not under this /sys/fs/cgroup; the target's limits are still the ones reported."""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) (util-linux)")
+    target, debug = Cgroup(), Cgroup()
+    target.name, debug.name = f"{cgroup.name}/target", f"{cgroup.name}/debug"
+    target.dirs = [CG / c / target.name for c in CONTROLLERS]
+    debug.dirs = [CG / c / debug.name for c in CONTROLLERS]
+    target.create()
+    debug.create()
+    try:
+        target.write("cpu", "cpu.cfs_quota_us", 30_000)
+        target.write("memory", "memory.limit_in_bytes", 300 << 20)
+        debug.write("cpu", "cpu.cfs_quota_us", 10_000)
+        debug.write("memory", "memory.limit_in_bytes", 256 << 20)
+        proc = subprocess.Popen([sys.executable, "-u", "-c", "import time\nprint('ready', flush=True)\ntime.sleep(120)"],
+                                stdout=subprocess.PIPE, text=True, preexec_fn=target.enter)
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
+        r = subprocess.run(
+            ["unshare", "--cgroup", "--mount", "--propagation", "private", "sh", "-c", DEBUG_MOUNTS, "sh",
+             sys.executable, "-m", "obskit", "quota", "--pid", str(proc.pid), "--window", "0", "--json"],
+            capture_output=True, text=True, timeout=120, preexec_fn=debug.enter)
+        proc.kill()
+        proc.wait(10)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["cpu"]["limit"] == pytest.approx(0.3) and doc["memory"]["limit"] == 300 << 20
+        assert doc["cpu"]["limiting_level"].startswith(f"/proc/{proc.pid}/root/sys/fs/cgroup/cpu/")
+        assert doc["cpu"]["limiting_level"].endswith("/target")
+    finally:
+        target.destroy()
+        debug.destroy()
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_explicit_workers_flag_is_reported_as_such(cgroup: Cgroup, tmp_path: Path) -> None:
+    """`gunicorn -w 6` on a 2-CPU host: 6 = min(32, 2+4) by coincidence; the flag is what set it."""
+    cgroup.write("cpu", "cpu.cfs_quota_us", 50_000)
+    (tmp_path / "app.py").write_text(
+        "def app(environ, start_response):\n    start_response('200 OK', [])\n    return [b'ok']\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "6", "-b", "127.0.0.1:0", "--chdir", str(tmp_path), "app:app"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=cgroup.enter,
+        env={k: v for k, v in os.environ.items() if k not in ("WEB_CONCURRENCY", "GUNICORN_CMD_ARGS")})
+    try:
+        assert proc.stderr is not None
+        wait_for_lines(proc.stderr, "Booting worker with pid", 6)
+        res = run_obskit("quota", "--pid", str(proc.pid), "--window", "0", "--json")
+        assert res.exit_code == 0, res.stderr
+        doc = json.loads(res.stdout)
+        g = next(s for s in doc["services"] if s["kind"] == "gunicorn")
+        assert g["workers"] == {"value": 6, "source": "cmdline", "explanation": "--workers 6"}
+        finding = next(f for f in doc["findings"] if f["id"] == f"workers-gunicorn-{proc.pid}")
+        assert finding["detail"] == "--workers 6 on the command line"
+        rec = next(r for r in doc["recommendations"] if r["id"] == f"workers-{proc.pid}")
+        assert rec["reason"] == "now --workers 6 on the command line"
+        assert "ThreadPoolExecutor" not in res.stdout and "min(32" not in res.stdout
+        human = run_obskit("quota", "--pid", str(proc.pid), "--window", "0")
+        assert human.exit_code == 0, human.stderr
+        assert "workers: --workers 6 on the command line" in human.stdout
+        assert "ThreadPoolExecutor" not in human.stdout
+    finally:
+        terminate(proc, 20)
+
+
+def test_window_zero_shows_no_rate(spawn_python: Callable[..., Target], cli: Callable[..., Result]) -> None:
+    """`--window 0` skips the window: no CPU rate (it would be CPU seconds over microseconds)."""
+    target = spawn_python("print('ready', flush=True)\nx = 0\nwhile True:\n    x += 1\n")
+    time.sleep(0.5)  # some CPU seconds to divide
+    r = cli("quota", "--pid", str(target.pid), "--window", "0", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    ev = doc["evidence"]
+    assert ev["window_s"] == 0 and ev["cpu_usage_cores"] is None and ev["window"] is None
+    assert ev["throttle_ratio"] is None and ev["memory_events_delta"] == {}
+    assert all(p["cpu_cores"] is None for p in doc["processes"])
+    human = cli("quota", "--pid", str(target.pid), "--window", "0")
+    assert human.exit_code == 0, human.stderr
+    assert "window skipped" in human.stdout
+    used = next(ln for ln in human.stdout.splitlines() if ln.strip().startswith("CPU used"))
+    assert used.split()[2:] == ["-"], used
+    timed = cli("quota", "--pid", str(target.pid), "--window", "0.3", "--json")
+    busy = next(p for p in json.loads(timed.stdout)["processes"] if p["pid"] == target.pid)
+    assert busy["cpu_cores"] is not None and 0 < busy["cpu_cores"] < 1.5  # one thread: at most a core, generously

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import CAPTURED
 
-from obskit.quota import cgroups, confparse
+from obskit import cgroups
+from obskit.cgroups import Roots
+from obskit.quota import confparse
 from obskit.quota.budgets import rounding
-from obskit.quota.cgroups import Roots
 from obskit.quota.collect import collect
 from obskit.quota.services import shape
 
@@ -292,6 +293,90 @@ def test_render_says_one_worker_not_one_workers() -> None:
     from obskit.quota.render import render
 
     buf = io.StringIO()
-    render(collect(4101, 0, tree("v2-k8s-container")), Console(file=buf, width=400, highlight=False))
+    Console(file=buf, width=400, highlight=False).print(render(collect(4101, 0, tree("v2-k8s-container"))))
     text = buf.getvalue()
     assert "fits: 1 worker — by CPU" in text and "1 workers" not in text
+
+
+# -- a debug container reading its target (shared PID namespace, its own cgroup namespace) ----------
+def _debug_container_tree(tmp: Path, target_mount_root: str) -> tuple[Path, Path]:
+    """/proc as a `kubectl debug --target` container sees it, and the debug container's own filesystem.
+
+    The debug container's /sys/fs/cgroup is its own cgroup (0.1 CPU, not the target's); the target
+    (PID 4242) reads ``0::/../cri-containerd-target.scope`` from here, and its own mount of the
+    cgroup filesystem, reached through /proc/4242/root, holds its limits.
+    """
+    proc, debug = tmp / "proc", tmp / "debug"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self/cgroup").write_text("0::/\n")
+    (proc / "self/mountinfo").write_text("30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
+    own = debug / "sys/fs/cgroup"
+    own.mkdir(parents=True)
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cpu.max").write_text("10000 100000\n")
+    (own / "memory.max").write_text("67108864\n")
+    target = proc / "4242"
+    target.mkdir()
+    (target / "cgroup").write_text("0::/../cri-containerd-target.scope\n")
+    (target / "mountinfo").write_text(f"700 600 0:26 {target_mount_root} /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n")
+    cg = target / "root/sys/fs/cgroup"
+    cg.mkdir(parents=True)
+    (cg / "cgroup.controllers").write_text("cpu memory pids\n")
+    (cg / "cgroup.procs").write_text("4242\n4250\n")
+    (cg / "cpu.max").write_text("50000 100000\n")
+    (cg / "memory.max").write_text("314572800\n")
+    (cg / "cpu.stat").write_text("usage_usec 9000000\nuser_usec 8000000\nsystem_usec 1000000\n"
+                                 "nr_periods 200\nnr_throttled 150\nthrottled_usec 4000000\n")
+    return proc, debug
+
+
+@pytest.mark.parametrize("mount_root", ["/../cri-containerd-target.scope", "/../.."])
+def test_debug_container_reads_the_targets_cgroup(tmp_path: Path, mount_root: str) -> None:
+    """The target's limits (0.5 CPU, 300 MiB), not the debug container's own (0.1 CPU, 64 MiB).
+
+    ``/../..`` is a target mount root that the path cannot be mapped through: found by content
+    (the directory whose cgroup.procs lists the PID).
+    """
+    from obskit.proc import ProcFS
+
+    proc, debug = _debug_container_tree(tmp_path, mount_root)
+    located = cgroups.for_pid(ProcFS(proc), 4242, own_fs=str(debug))
+    assert located.view == "target"
+    quota, mem = located.cpu_quota(), located.memory_limit()
+    assert quota is not None and quota.limit == pytest.approx(0.5)
+    assert quota.level == str(proc / "4242/root/sys/fs/cgroup")
+    assert mem is not None and mem.limit == 300 << 20
+    t = located.throttling()
+    assert t is not None and (t.periods, t.throttled) == (200, 150)
+
+
+def test_own_view_is_used_when_it_holds_the_target(tmp_path: Path) -> None:
+    """Without cgroup namespaces this process's mounts show the target's every ancestor: they win."""
+    from obskit.proc import ProcFS
+
+    proc, debug = _debug_container_tree(tmp_path, "/../cri-containerd-target.scope")
+    (proc / "4242/cgroup").write_text("0::/kubepods/pod1/target\n")
+    leaf = debug / "sys/fs/cgroup/kubepods/pod1/target"
+    leaf.mkdir(parents=True)
+    (leaf / "cpu.max").write_text("max 100000\n")
+    (leaf.parent / "cpu.max").write_text("25000 100000\n")  # the pod's limit, on a parent
+    located = cgroups.for_pid(ProcFS(proc), 4242, own_fs=str(debug))
+    quota = located.cpu_quota()
+    assert located.view == "own" and quota is not None
+    assert quota.limit == pytest.approx(0.1)  # the smallest level: the mount root's 0.1 here
+    assert [lv.limit for lv in quota.levels] == [None, 0.25, 0.1]
+
+
+def test_cli_quota_from_a_debug_container(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    proc, _debug = _debug_container_tree(tmp_path, "/../cri-containerd-target.scope")
+    target = proc / "4242"
+    (target / "stat").write_text("4242 (python3) S 1 4242 4242 0 -1 4194560 100 0 0 0 50 10 0 0 20 0 1 0 100 "
+                                 "1000000 2000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n")
+    (target / "status").write_text("Name:\tpython3\nPid:\t4242\nPPid:\t1\nNSpid:\t4242\t1\nThreads:\t1\n"
+                                   "VmRSS:\t20480 kB\nCpus_allowed_list:\t0-1\n")
+    (target / "cmdline").write_bytes(b"python3\0app.py\0")
+    (target / "maps").write_text("")
+    r = cli("quota", "--pid", "4242", "--window", "0", "--json", "--proc-root", str(proc))
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["cpu"]["limit"] == pytest.approx(0.5) and doc["memory"]["limit"] == 300 << 20

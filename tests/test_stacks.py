@@ -497,3 +497,107 @@ def test_zombie_pid_is_target_exited(zombie_pid: str, cli: Callable[..., Result]
 def test_nan_interval_is_a_usage_error(cli: Callable[..., Result]) -> None:
     r = cli("stacks", "--pid", "1", "--watch", "2", "--interval", "nan")
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "--interval" in r.stderr
+
+
+# -- truthful lines: GIL on a lone thread, per-thread locals, a per-worker table -----------------------------
+def test_gil_held_by_the_only_thread_is_not_starvation() -> None:
+    hog = _thread("MainThread", ThreadState.RUNNING, ("spin", "/app/s.py", 3), gil=True, tid=5)
+    (finding,) = gil_findings([[hog]] * 3)
+    assert finding.severity == "info"
+    assert "only Python thread" in finding.message and "cannot run Python" not in finding.message
+    assert "0 other" not in finding.message
+
+
+def _report(threads: list[ThreadInfo], pids: list[int], stuck: int | None = None) -> Any:
+    from obskit.stacks.dump import ProcessStacks, StacksReport, StuckThread, WatchSummary, group_threads
+
+    procs = []
+    for pid in pids:
+        ts = [t for t in threads if t.pid == pid]
+        procs.append(ProcessStacks(pid, f"python3 worker.py --id {pid}", "3.11", len(ts), {}, ts, group_threads(ts)))
+    watch = None
+    if stuck is not None:
+        watch = WatchSummary(3, 1.0, 2.0, {str(p): [1, 1, 1] for p in pids},
+                             [StuckThread(stuck, "t", ThreadState.RUNNING, "spin (s.py:3)", 2.0, 3, None)])
+    return StacksReport(pids[0], len(pids) > 1, True, 0.0, procs, [], None, watch)
+
+
+def _text(renderable: Any, width: int = 120) -> str:
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(file=buf, width=width, highlight=False, color_system=None).print(renderable, crop=False)
+    return buf.getvalue()
+
+
+def test_locals_of_a_group_are_per_thread_when_they_differ() -> None:
+    from obskit.stacks.render import render
+
+    site = ("handle", "/app/h.py", 7)
+    threads = [_thread(f"req-{i}", ThreadState.SLEEPING, site, tid=i + 1, rule="line:sleep") for i in range(3)]
+    for i, t in enumerate(threads):
+        t.frames[0].locals = {"order_id": f'"A-{i}"'}
+    text = _text(render(_report(threads, [10])))
+    assert "3 threads: sleeping" in text
+    assert "locals differ between the 3 threads" in text
+    assert all(f'order_id = "A-{i}"' in text for i in range(3))
+    for t in threads:
+        t.frames[0].locals = {"order_id": '"same"'}
+    same = _text(render(_report(threads, [10])))
+    assert same.count('order_id = "same"') == 1 and "differ" not in same
+
+
+def test_worker_table_counts_hot_stuck_and_idle_per_worker() -> None:
+    from obskit.stacks.render import render
+
+    threads = [
+        _thread("MainThread", ThreadState.SLEEPING, ("sleep", "/app/m.py", 1), tid=1, pid=10, rule="line:sleep"),
+        _thread("MainThread", ThreadState.RUNNING, ("spin", "/app/s.py", 3), tid=2, pid=11, gil=True),
+        _thread("pool", ThreadState.IDLE_POOL, ("_worker", "/x/thread.py", 1), tid=3, pid=11),
+        _thread("MainThread", ThreadState.WAITING_LOCK, ("acquire", "/app/l.py", 4), tid=4, pid=12),
+    ]
+    text = _text(render(_report(threads, [10, 11, 12], stuck=11)))
+    assert "Workers" in text
+    rows = {int(ln.split()[0]): ln.split() for ln in text.splitlines() if ln.split() and ln.split()[0].isdigit()}
+    # PID threads hot lock I/O idle stuck where
+    assert rows[11][1:7] == ["2", "1", "0", "0", "1", "1"] and "spin" in " ".join(rows[11])
+    assert rows[12][1:7] == ["1", "0", "1", "0", "0", "0"]
+    assert rows[10][1:7] == ["1", "0", "0", "0", "1", "0"]
+
+
+BUSY_WORKER_TARGET = r"""
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+codes = ["import time\nprint('up', flush=True)\ntime.sleep(600)",
+         "print('up', flush=True)\nx = 0\nwhile True:\n    x += 1\n"]
+kids = [subprocess.Popen([sys.executable, "-c", c], stdout=subprocess.PIPE, text=True) for c in codes]
+for k in kids:
+    k.stdout.readline()
+print("ready", [k.pid for k in kids], flush=True)
+try:
+    time.sleep(600)
+finally:
+    for k in kids:
+        k.kill()
+"""
+
+
+@needs_ptrace
+@pytest.mark.slow
+def test_subprocesses_summary_table_on_real_workers(spawn_python: Callable[..., Target],
+                                                   cli: Callable[..., Result]) -> None:
+    target = spawn_python(BUSY_WORKER_TARGET)
+    sleeper, busy = (int(x) for x in target.ready_line.split("[", 1)[1].rstrip("]\n").split(","))
+    rows: dict[int, list[str]] = {}
+    for _ in range(4):  # the busy child may be caught off CPU on a loaded machine
+        human = cli("stacks", "--pid", str(target.pid), "-s")
+        assert human.exit_code == 0, human.stderr
+        rows = {int(ln.split()[0]): ln.split() for ln in human.stdout.splitlines()
+                if ln.split() and ln.split()[0].isdigit()}
+        if busy in rows and rows[busy][2] == "1":
+            break
+    assert {target.pid, sleeper, busy} <= set(rows)
+    assert rows[busy][2] == "1" and "<module>" in " ".join(rows[busy])  # hot, and where
+    assert rows[sleeper][2] == "0" and rows[sleeper][5] == "1"  # idle (sleeping)

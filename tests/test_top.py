@@ -13,8 +13,10 @@ from typing import Callable
 import pytest
 from conftest import Result, Target, needs_ptrace, run_obskit
 
+from obskit import cgroups
+from obskit.proc import ProcFS
+from obskit.profile.live import TopSession
 from obskit.profile.model import Frame, Profile
-from obskit.stacks.top import TopSession, find_cpu_cgroup
 
 HAVE_SAMPLER = importlib.util.find_spec("obskit.profile.sampler") is not None
 needs_sampler = pytest.mark.skipif(not HAVE_SAMPLER, reason="obskit.profile.sampler.LiveSampler is not available")
@@ -77,8 +79,8 @@ def _move_to_root(pid: str) -> None:
 def test_window_pairs_functions_with_stats_and_throttling(spawn_python: Callable[..., Target], throttled_cgroup: Path) -> None:
     target = spawn_python(BUSY)
     (throttled_cgroup / "cgroup.procs").write_text(str(target.pid))
-    cg = find_cpu_cgroup(target.pid)
-    assert cg is not None and cg.quota_cpus == pytest.approx(0.2)
+    quota = cgroups.for_pid(ProcFS(), target.pid).cpu_quota()
+    assert quota is not None and quota.limit == pytest.approx(0.2)
     session = TopSession(target.pid, sampler=FakeSampler(target.pid))
     session.start()
     # Wait for enforcement periods to pass (100 ms each): read the kernel's counter, not the clock.
@@ -174,3 +176,83 @@ def test_live_view_with_stdin_closed(spawn_python: Callable[..., Target]) -> Non
                        env={**os.environ, "OBSKIT_WIDTH": "300"})
     assert r.returncode == 0, r.stderr
     assert "import time print('ready', flush=True) time.sleep(120)" in r.stdout.splitlines()[0]
+
+
+# -- quota on a PARENT cgroup: top and quota agree --------------------------------------------------
+@pytest.fixture
+def parent_quota_cgroup() -> Iterator[tuple[Path, Path]]:
+    """A v1 cpu cgroup with a 0.2-CPU quota and a child group without one (as a pod and its container)."""
+    if os.geteuid() != 0 or not (CPU_V1 / "cpu.cfs_quota_us").exists() or not os.access(CPU_V1, os.W_OK):
+        pytest.skip("needs root and a writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu")
+    parent = CPU_V1 / f"obskit-test-parent-{uuid.uuid4().hex[:8]}"
+    child = parent / "child"
+    parent.mkdir()
+    try:
+        (parent / "cpu.cfs_period_us").write_text("100000")
+        (parent / "cpu.cfs_quota_us").write_text("20000")  # 0.2 CPU on the parent only
+        child.mkdir()
+        yield parent, child
+    finally:
+        for d in (child, parent):
+            if d.exists():
+                for pid in (d / "cgroup.procs").read_text().split():
+                    _move_to_root(pid)
+                d.rmdir()
+
+
+def test_throttling_is_read_where_the_parent_quota_binds(spawn_python: Callable[..., Target],
+                                                         parent_quota_cgroup: tuple[Path, Path]) -> None:
+    parent, child = parent_quota_cgroup
+    target = spawn_python(BUSY)
+    (child / "cgroup.procs").write_text(str(target.pid))
+    located = cgroups.for_pid(ProcFS(), target.pid)
+    h = located.get("cpu")
+    assert h is not None and h.leaf == str(child)
+    quota = located.cpu_quota()
+    assert quota is not None and quota.limit == pytest.approx(0.2) and quota.level == str(parent)
+    assert located.throttle_level() == str(parent)
+    session = TopSession(target.pid, sampler=FakeSampler(target.pid))
+    session.start()
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        t = cgroups.read_throttling(parent)
+        if t is not None and t.throttled >= 5:
+            break
+        time.sleep(0.1)
+    w = session.window()
+    assert w.throttle is not None and w.throttle.cgroup_dir == str(parent)
+    assert w.throttle.throttled_periods >= 5 and w.throttle.throttled_ratio is not None
+
+
+@needs_ptrace
+@needs_sampler
+@pytest.mark.slow
+def test_top_and_quota_agree_on_a_parent_quota(spawn_python: Callable[..., Target],
+                                                parent_quota_cgroup: tuple[Path, Path]) -> None:
+    """`obskit top` and `obskit quota`, run over the same window, report the same throttled share."""
+    import subprocess
+    import sys
+
+    parent, child = parent_quota_cgroup
+    target = spawn_python(BUSY)
+    (child / "cgroup.procs").write_text(str(target.pid))
+    cmd = [sys.executable, "-m", "obskit"]
+    env = {**os.environ, "OBSKIT_WIDTH": "120"}
+    top = subprocess.Popen([*cmd, "top", "--pid", str(target.pid), "--once", "-d", "4", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    quota = subprocess.Popen([*cmd, "quota", "--pid", str(target.pid), "--window", "4", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    top_out, top_err = top.communicate(timeout=120)
+    quota_out, quota_err = quota.communicate(timeout=120)
+    assert top.returncode == 0, top_err
+    assert quota.returncode == 0, quota_err
+    w, q = json.loads(top_out), json.loads(quota_out)
+    assert q["cpu"]["limit"] == pytest.approx(0.2) and q["cpu"]["limiting_level"] == str(parent)
+    assert w["throttle"] is not None, w["quota_note"]
+    assert w["throttle"]["cgroup_dir"] == str(parent) and w["throttle"]["quota_cpus"] == pytest.approx(0.2)
+    top_share, quota_share = w["throttle"]["throttled_ratio"], q["evidence"]["throttle_ratio"]
+    assert top_share is not None and quota_share is not None
+    assert quota_share > 0.3  # a busy loop on 0.2 CPU is throttled in most periods
+    assert abs(top_share - quota_share) <= 0.10, (top_share, quota_share)

@@ -6,17 +6,24 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cgroups import (
+from obskit.cgroups import (
     Hierarchy,
+    Throttling,
+    binding_cpu_level,
+    binding_memory_level,
+    cpu_levels,
     memory_bytes,
+    memory_levels,
     parse_cpu_list,
-    parse_cpu_max,
     read_int,
     read_keyed,
     read_pressure,
     read_text,
+    read_throttling,
 )
-from .model import CpuBudget, CpuLevel, MemLevel, MemoryBudget, PidsBudget, Throttling
+from obskit.proc import ProcFS
+
+from .model import CpuBudget, MemoryBudget, PidsBudget
 
 
 def rounding(limit: float | None, affinity: int) -> dict[str, int]:
@@ -33,30 +40,9 @@ def rounding(limit: float | None, affinity: int) -> dict[str, int]:
     }
 
 
-def cpu_levels(h: Hierarchy | None) -> list[CpuLevel]:
-    if h is None:
-        return []
-    out: list[CpuLevel] = []
-    for d in h.levels:
-        if h.version == 2:
-            parsed = parse_cpu_max(read_text(Path(d) / "cpu.max"))
-            if parsed is None:
-                continue
-            quota, period = parsed
-        else:
-            q = read_int(Path(d) / "cpu.cfs_quota_us")
-            p = read_int(Path(d) / "cpu.cfs_period_us")
-            if p is None or p <= 0:
-                continue
-            quota, period = (q if q is not None and q > 0 else None), p
-        out.append(CpuLevel(d, quota, period, quota / period if quota else None))
-    return out
-
-
 def cpu_budget(h: Hierarchy | None, cpuset_h: Hierarchy | None, host_cpus: int, affinity: int) -> CpuBudget:
     levels = cpu_levels(h)
-    limited = [lv for lv in levels if lv.limit is not None]
-    best = min(limited, key=lambda lv: lv.limit or 0.0) if limited else None
+    best = binding_cpu_level(levels)
     limit = best.limit if best else None
     cpuset = None
     if cpuset_h is not None:
@@ -86,21 +72,8 @@ def memory_budget(h: Hierarchy | None) -> MemoryBudget:
     if h is None:
         return empty
     v2 = h.version == 2
-    levels: list[MemLevel] = []
-    for d in h.levels:
-        p = Path(d)
-        if v2:
-            if not (p / "memory.max").exists():
-                continue
-            levels.append(MemLevel(d, memory_bytes(read_int(p / "memory.max")),
-                                   memory_bytes(read_int(p / "memory.high"))))
-        else:
-            raw = read_int(p / "memory.limit_in_bytes")
-            if raw is None:
-                continue
-            levels.append(MemLevel(d, memory_bytes(raw)))
-    limited = [lv for lv in levels if lv.limit is not None]
-    best = min(limited, key=lambda lv: lv.limit or 0) if limited else None
+    levels = memory_levels(h)
+    best = binding_memory_level(levels)
     highs = [lv.high for lv in levels if lv.high is not None]
     leaf = Path(h.leaf)
     stat = read_keyed(leaf / "memory.stat")
@@ -159,16 +132,13 @@ class Counters:
     psi_scope: str | None = None
 
 
-def read_counters(found: dict[str, Hierarchy], limiting_cpu_level: str | None, proc_root: str) -> Counters:
+def read_counters(found: dict[str, Hierarchy], limiting_cpu_level: str | None, procfs: ProcFS) -> Counters:
     c = Counters()
     cpu = found.get("cpu")
     acct = found.get("cpuacct")
     if cpu is not None:
         # Throttling is counted at the level whose quota ran out; the limiting level is the one to read.
-        stat = read_keyed(Path(limiting_cpu_level or cpu.leaf) / "cpu.stat")
-        if "nr_periods" in stat:
-            t_s = stat["throttled_usec"] / 1e6 if "throttled_usec" in stat else stat.get("throttled_time", 0) / 1e9
-            c.throttle = Throttling(stat["nr_periods"], stat.get("nr_throttled", 0), t_s)
+        c.throttle = read_throttling(limiting_cpu_level or cpu.leaf)
         if cpu.version == 2:
             leaf_stat = read_keyed(Path(cpu.leaf) / "cpu.stat")
             if "usage_usec" in leaf_stat:
@@ -200,7 +170,7 @@ def read_counters(found: dict[str, Hierarchy], limiting_cpu_level: str | None, p
         p = read_pressure(Path(unified.leaf) / f"{res}.pressure") if unified is not None else None
         scope = f"cgroup {unified.cgroup_path}" if unified is not None else "system"
         if p is None:
-            p = read_pressure(Path(proc_root) / "pressure" / res)
+            p = read_pressure(procfs.root / "pressure" / res)
             scope = "system"
         if p is not None:
             c.psi[res] = {k: v.get("avg10", 0.0) for k, v in p.items()}

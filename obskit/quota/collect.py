@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+from obskit.cgroups import Roots, for_pid, parse_cpu_list, read_text
 from obskit.errors import PermissionDenied, TargetNotFound
 from obskit.proc import ProcFS
 
 from .budgets import Counters, cpu_budget, memory_budget, pids_budget, read_counters
-from .cgroups import Roots, locate, parse_cpu_list, read_text
 from .model import CgroupPath, Evidence, Proc, QuotaReport, Throttling
 from .services import ConfigReader, Raw, cgroup_key, cpu_seconds, group, members, read_proc
 from .verdicts import BUSY_CORES, demand, findings, forecast, recommendations, size_services
@@ -25,22 +24,33 @@ def default_roots(pid: int | None, proc: str = "/proc") -> Roots:
 
 
 def collect(pid: int | None = None, window: float = 5.0, roots: Roots | None = None,
-            sleep: Callable[[float], None] = time.sleep) -> QuotaReport:
-    roots = roots or default_roots(pid)
-    procfs = ProcFS(roots.proc)
+            sleep: Callable[[float], None] = time.sleep, procfs: ProcFS | None = None) -> QuotaReport:
+    """Budgets, workers and evidence of ``pid``'s cgroups (None: this process's).
+
+    With ``roots`` (captured trees, ``--fs-root``) the target's mounts are resolved under
+    ``roots.fs``; otherwise :func:`obskit.cgroups.for_pid` picks the mounts that hold the
+    target's cgroup (this process's own, or the target's through /proc/PID/root).
+    """
+    explicit = roots is not None
+    procfs = procfs or ProcFS(roots.proc if roots is not None else "/proc")
+    roots = roots or default_roots(pid, str(procfs.root))
     who: int | str = pid if pid is not None else "self"
     if pid is not None and not procfs.path(pid, "stat").exists():
         raise TargetNotFound(f"process {pid} not found", "list processes with `obskit ps`", pid=pid)
     if pid is not None and procfs.is_zombie(pid):
         raise procfs.zombie_error(pid)
-    cg_text = procfs.read_text(who, "cgroup")
-    mi_text = procfs.read_text(who, "mountinfo")
-    if pid is not None and not os.access(roots.fs, os.R_OK | os.X_OK):
-        raise PermissionDenied(f"cannot read /proc/{pid}/root", "run as root or with CAP_SYS_PTRACE (kubectl debug "
-                               "--profile=sysadmin)", pid=pid)
     warnings: list[str] = []
     started = time.monotonic()
-    found = locate(cg_text, mi_text, roots)
+    located = for_pid(procfs, pid, roots=roots if explicit else None)
+    cg_text = located.cgroup_text
+    found = located.hierarchies
+    root_readable = os.access(roots.fs, os.R_OK | os.X_OK)
+    if pid is not None and not root_readable and (explicit or not ({"cpu", "memory"} & set(found))):
+        # The target's cgroup is only reachable through its own mounts, and they are refused.
+        raise PermissionDenied(f"cannot read /proc/{pid}/root", "run as root or with CAP_SYS_PTRACE (kubectl debug "
+                               "--profile=sysadmin)", pid=pid)
+    if not explicit and located.view == "own":
+        roots = Roots(proc=roots.proc, fs=located.fs, cgroupfs=roots.cgroupfs)
     if "cpu" not in found and "memory" not in found:
         where = " ".join(cg_text.split())[:200]
         warnings.append(f"no cpu or memory cgroup is visible through the mounts ({where}): budgets are the host's"
@@ -55,16 +65,15 @@ def collect(pid: int | None = None, window: float = 5.0, roots: Roots | None = N
         h = found.get(ctrl)
         if h is not None and not h.visible:
             warnings.append(f"{ctrl} cgroup {h.cgroup_path} is not visible under {h.mountpoint}")
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     key = cgroup_key(cg_text)
     raws: dict[int, Raw] = {}
     # obskit itself is not part of the workload it judges.
-    me = os.getpid() if roots.proc == "/proc" else None
+    me = os.getpid() if procfs.is_live else None
     for p in members(procfs, key, me):
-        r = read_proc(procfs, p, ticks)
+        r = read_proc(procfs, p)
         if r is not None:
             raws[p] = r
-    c0 = read_counters(found, cpu.limiting_level, roots.proc)
+    c0 = read_counters(found, cpu.limiting_level, procfs)
     t0 = time.monotonic()
     spent = t0 - started
     interrupted = False
@@ -76,15 +85,19 @@ def collect(pid: int | None = None, window: float = 5.0, roots: Roots | None = N
         warnings.append("interrupted: the window was cut short")
     t1 = time.monotonic()
     elapsed = t1 - t0
-    c1 = read_counters(found, cpu.limiting_level, roots.proc)
+    c1 = read_counters(found, cpu.limiting_level, procfs)
+    # --window 0 skips the window: no rate over a few microseconds (nor over a window cut shorter than MIN_WINDOW).
+    measured = window > 0 and elapsed >= MIN_WINDOW
+    if not measured:
+        elapsed = 0.0
     for p, r in list(raws.items()):
-        after = cpu_seconds(procfs, p, ticks)
+        after = cpu_seconds(procfs, p)
         if after is None:
             if pid is not None and p == pid:
                 warnings.append(f"process {pid} exited during the window")
             continue
-        r.proc.cpu_cores = (after - r.cpu_s) / elapsed if elapsed > 0 else None
-    ev = _evidence(c0, c1, elapsed, cpu.limit)
+        r.proc.cpu_cores = (after - r.cpu_s) / elapsed if measured else None
+    ev = _evidence(c0, c1, elapsed, cpu.limit) if measured else _evidence(c1, c1, 0.0, cpu.limit, windowless=True)
     cpu_h, acct_h = found.get("cpu"), found.get("cpuacct")
     if ev.cpu_usage_cores is None or (cpu_h and acct_h and cpu_h.cgroup_path != acct_h.cgroup_path):
         # cpuacct accounts another cgroup than the quota (separate v1 hierarchies): add up the members.
@@ -111,11 +124,11 @@ def collect(pid: int | None = None, window: float = 5.0, roots: Roots | None = N
     recs = recommendations(cpu, services, procs)
     versions = {h.version for h in found.values()}
     version = "hybrid" if versions == {1, 2} else ("v2" if versions == {2} else ("v1" if versions else "none"))
-    kernel = read_text(Path(roots.proc) / "sys/kernel/osrelease")
+    kernel = read_text(procfs.root / "sys/kernel/osrelease")
     paths = [CgroupPath(c, h.version, h.cgroup_path, h.leaf, len(h.levels)) for c, h in sorted(found.items())]
     return QuotaReport(
         target_pid=pid,
-        view="self" if pid is None else f"/proc/{pid}/root",
+        view="self" if pid is None else (f"/proc/{pid}/root" if located.view == "target" else "/"),
         cgroup_version=version,
         kernel=kernel.strip() if kernel else None,
         paths=paths,
@@ -148,7 +161,7 @@ def _host_cpus(roots: Roots) -> int:
 
 
 def _affinity(procfs: ProcFS, who: int | str, roots: Roots, host: int) -> int:
-    if who == "self" and roots.proc == "/proc" and hasattr(os, "sched_getaffinity"):
+    if who == "self" and procfs.is_live and hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     try:
         cpus = parse_cpu_list(procfs.status(who).get("Cpus_allowed_list"))  # type: ignore[arg-type]
@@ -157,15 +170,20 @@ def _affinity(procfs: ProcFS, who: int | str, roots: Roots, host: int) -> int:
     return len(cpus) or host
 
 
-def _evidence(c0: Counters, c1: Counters, elapsed: float, limit: float | None) -> Evidence:
+MIN_WINDOW = 0.05  # seconds; below this no rate is computed
+
+
+def _evidence(c0: Counters, c1: Counters, elapsed: float, limit: float | None, windowless: bool = False) -> Evidence:
+    """Rates over the window (from c0 to c1) beside the lifetime counters; ``windowless``: lifetime only."""
     usage = None
     if c0.cpu_usage_s is not None and c1.cpu_usage_s is not None and elapsed > 0:
         usage = max(0.0, (c1.cpu_usage_s - c0.cpu_usage_s) / elapsed)
     win = None
-    if c0.throttle and c1.throttle:
+    if c0.throttle and c1.throttle and not windowless:
         win = Throttling(c1.throttle.periods - c0.throttle.periods, c1.throttle.throttled - c0.throttle.throttled,
                          round(c1.throttle.throttled_s - c0.throttle.throttled_s, 6))
-    delta = {k: v - c0.memory_events.get(k, 0) for k, v in c1.memory_events.items() if k != "under_oom"}
+    delta = {} if windowless else {k: v - c0.memory_events.get(k, 0) for k, v in c1.memory_events.items()
+                                   if k != "under_oom"}
     return Evidence(
         window_s=round(elapsed, 3),
         cpu_usage_cores=round(usage, 4) if usage is not None else None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from obskit.cgroups import CpuLevel, MemLevel, Throttling
+
 
 @dataclass
 class Count:
@@ -13,13 +15,12 @@ class Count:
     source: str  # cmdline | env | config | default | observed
     explanation: str
 
-
-@dataclass
-class CpuLevel:
-    path: str
-    quota_us: int | None
-    period_us: int | None
-    limit: float | None  # cores; None = no quota at this level
+    @property
+    def provenance(self) -> str:
+        """The explanation with where an explicit value was set: "--workers 6 on the command line"."""
+        where = {"cmdline": " on the command line", "env": " in the environment"}.get(self.source, "")
+        head, sep, rest = self.explanation.partition(": ")
+        return f"{head}{where}{sep}{rest}" if where else self.explanation
 
 
 @dataclass
@@ -33,13 +34,6 @@ class CpuBudget:
     effective: float  # what the processes can really use: min(limit, affinity)
     shares: int | None  # v1 cpu.shares / v2 cpu.weight: a scheduling weight, never a budget
     rounding: dict[str, int]  # floor, ceil, automaxprocs, go125, nproc
-
-
-@dataclass
-class MemLevel:
-    path: str
-    limit: int | None
-    high: int | None = None
 
 
 @dataclass
@@ -63,17 +57,6 @@ class MemoryBudget:
 class PidsBudget:
     limit: int | None
     current: int | None
-
-
-@dataclass
-class Throttling:
-    periods: int
-    throttled: int
-    throttled_s: float
-
-    @property
-    def ratio(self) -> float | None:
-        return self.throttled / self.periods if self.periods else None
 
 
 @dataclass

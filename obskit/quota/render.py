@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from obskit.output import escape, human_bytes
 
 from .model import QuotaReport
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import RenderableType
 
 _SEV = {"error": "[bold red]ERROR[/]", "warn": "[yellow]WARN[/]", "info": "[cyan]info[/]"}
 
@@ -22,9 +22,30 @@ def _cores(x: float | None) -> str:
     return "none" if x is None else f"{x:g} CPU"
 
 
-def render(report: QuotaReport, con: Console) -> None:
+class _Lines:
+    """Collects the view's parts; a line too long for the terminal is left for it to wrap (print with crop=False)."""
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+
+    def print(self, item: Any = "", soft_wrap: bool = False) -> None:
+        from rich.text import Text
+
+        if isinstance(item, str):
+            text = Text.from_markup(item)
+            if soft_wrap:
+                text.no_wrap, text.overflow = True, "ignore"
+            self.parts.append(text)
+        else:
+            self.parts.append(item)
+
+
+def render(report: QuotaReport) -> RenderableType:
+    """The terminal view of a quota report (print it with ``crop=False``: long lines are left to the terminal)."""
+    from rich.console import Group
     from rich.table import Table
 
+    con = _Lines()
     r = report
     cpu, mem, ev = r.cpu, r.memory, r.evidence
     head = f"[bold]obskit quota[/] cgroup {r.cgroup_version}, view {escape(r.view)}"
@@ -59,8 +80,8 @@ def render(report: QuotaReport, con: Console) -> None:
                   f"max {r.pids.limit if r.pids.limit is not None else 'unlimited'} (threads count)")
     con.print(t)
 
-    e = Table(title=f"Evidence over {ev.window_s:g}s", title_justify="left", show_edge=False, box=None,
-              pad_edge=False)
+    title = f"Evidence over {ev.window_s:g}s" if ev.window_s > 0 else "Evidence (window skipped: counters since start only)"
+    e = Table(title=title, title_justify="left", show_edge=False, box=None, pad_edge=False)
     e.add_column("", style="bold")
     e.add_column("window")
     e.add_column("since start", overflow="fold")
@@ -68,8 +89,9 @@ def render(report: QuotaReport, con: Console) -> None:
     if ev.cpu_usage_of_limit is not None:
         use += f" ({ev.cpu_usage_of_limit:.0%} of limit)"
     e.add_row("CPU used", use, "")
-    if ev.window is not None and ev.lifetime is not None:
-        e.add_row("throttled", f"{ev.window.throttled}/{ev.window.periods} periods ({_pct(ev.throttle_ratio)}), "
+    if ev.lifetime is not None:
+        e.add_row("throttled", "-" if ev.window is None else
+                  f"{ev.window.throttled}/{ev.window.periods} periods ({_pct(ev.throttle_ratio)}), "
                   f"{ev.window.throttled_s:.2f}s",
                   f"{ev.lifetime.throttled}/{ev.lifetime.periods} ({_pct(ev.lifetime_throttle_ratio)}), "
                   f"{ev.lifetime.throttled_s:.1f}s")
@@ -97,7 +119,7 @@ def render(report: QuotaReport, con: Console) -> None:
             con.print(line, soft_wrap=True)
             con.print(f"      [dim]{escape(' '.join(s.command.split())[:100])}[/]", soft_wrap=True)  # `python -c` code has newlines
             if s.kind != "python":
-                con.print(f"      workers: {escape(s.workers.explanation)}", soft_wrap=True)
+                con.print(f"      workers: {escape(s.workers.provenance)}", soft_wrap=True)
             if s.native_threads:
                 con.print(f"      native threads: {escape(s.native_threads.explanation)}", soft_wrap=True)
             m = s.memory
@@ -132,3 +154,4 @@ def render(report: QuotaReport, con: Console) -> None:
             con.print(f"       {escape(rec.formula)} — {escape(rec.reason)}", soft_wrap=True)
     for w in r.warnings:
         con.print(f"[yellow]note:[/] {escape(w)}", soft_wrap=True)
+    return Group(*con.parts)

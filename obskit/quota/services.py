@@ -8,10 +8,10 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from obskit.cgroups import parse_cgroup_file, read_text
 from obskit.errors import PermissionDenied, TargetNotFound
 from obskit.proc import ProcFS, python_version_from_paths
 
-from .cgroups import parse_cgroup_file, read_text
 from .confparse import (
     CELERY_OPTS,
     GUNICORN_OPTS,
@@ -86,7 +86,7 @@ def _kb_field(text: str | None, *keys: str) -> dict[str, int]:
     return out
 
 
-def read_proc(procfs: ProcFS, pid: int, ticks: int) -> Raw | None:
+def read_proc(procfs: ProcFS, pid: int) -> Raw | None:
     try:
         st = procfs.stat(pid)
         status = procfs.status(pid)
@@ -133,15 +133,16 @@ def read_proc(procfs: ProcFS, pid: int, ticks: int) -> Raw | None:
         env=env,
         blas=blas,
     )
-    cpu = (int(st[13]) + int(st[14])) / ticks
+    cpu = cpu_seconds(procfs, pid)
+    if cpu is None:
+        return None
     return Raw(proc, cmd, cpu, str(procfs.path(pid, "cwd")))
 
 
-def cpu_seconds(procfs: ProcFS, pid: int, ticks: int) -> float | None:
+def cpu_seconds(procfs: ProcFS, pid: int) -> float | None:
     try:
-        st = procfs.stat(pid)
-        return (int(st[13]) + int(st[14])) / ticks
-    except (TargetNotFound, PermissionDenied, IndexError, ValueError):
+        return procfs.cpu_seconds(pid)
+    except (TargetNotFound, PermissionDenied):
         return None
 
 
@@ -267,8 +268,9 @@ def _at_least(version: str | None, major: int, minor: int) -> bool:
         return False
 
 
-def shape(n: int, cpu: int, why: str, affinity: int) -> str:
-    """Explain a count by the formula that produces it from a CPU count, where one matches."""
+def shape(n: int, cpu: int, why: str, affinity: int, thread_pool: bool = True) -> str:
+    """Explain a count by the formula that produces it from a CPU count, where one matches
+    (``thread_pool``: ThreadPoolExecutor's default is a candidate, for thread counts only)."""
     if cpu > 1 or n > 1:
         if n == 2 * cpu + 1:
             return f"{n} = 2×{cpu}+1 where {why}"
@@ -278,7 +280,7 @@ def shape(n: int, cpu: int, why: str, affinity: int) -> str:
             return f"{n} = os.cpu_count() where {why}"
         if n == 4 * cpu:
             return f"{n} = 4×{cpu} where {why}"
-        if n == min(32, cpu + 4):
+        if thread_pool and n == min(32, cpu + 4):
             return f"{n} = min(32, {cpu}+4) (ThreadPoolExecutor default) where {why}"
         if affinity != cpu and n == affinity:
             return f"{n} = the affinity count (os.process_cpu_count())"
@@ -339,12 +341,18 @@ def _service(kind: str, master: Raw, workers: list[Raw], host: int, affinity: in
     )
 
 
-def _count(value: str, source: str, where: str, cpu: int, why: str, affinity: int) -> Count:
+def _count(value: str, source: str, where: str, cpu: int, why: str, affinity: int, thread_pool: bool = False,
+           literal: bool = False) -> Count:
+    """A count set explicitly.  A literal on the command line is reported as such; a value from the
+    environment or a config file is explained by a CPU-count formula where one matches (an
+    entrypoint or config may have derived it), ThreadPoolExecutor's only for thread counts."""
     try:
         n = int(value)
     except ValueError:
         return Count(0, source, f"{where}: {value!r} is not a number")
-    s = shape(n, cpu, why, affinity)
+    if source == "cmdline" or literal:
+        return Count(n, source, where)
+    s = shape(n, cpu, why, affinity, thread_pool)
     return Count(n, source, f"{where}" if s == str(n) else f"{where}: {s}")
 
 
@@ -367,15 +375,20 @@ def _gunicorn(master: Raw, running: int, cpu: int, why: str, affinity: int, read
             return str(cfg.values[key]), "config", f"{cfg_path}: {cfg.sources[key]}"
         return None
 
+    def literal(key: str, source: str) -> bool:
+        """A config file value written as a number, not computed from the CPU count."""
+        return source == "config" and cfg is not None and key not in cfg.used_cpu_count
+
     w = pick("workers")
     if w is not None:
-        workers = _count(w[0], w[1], w[2], cpu, why, affinity)
+        workers = _count(w[0], w[1], w[2], cpu, why, affinity, literal=literal("workers", w[1]))
     elif "WEB_CONCURRENCY" in env:
         workers = _count(env["WEB_CONCURRENCY"], "env", "WEB_CONCURRENCY", cpu, why, affinity)
     else:
         workers = Count(1, "default", "1 (gunicorn's default)")
     t = pick("threads")
-    threads = _count(t[0], t[1], t[2], cpu, why, affinity) if t else None
+    threads = _count(t[0], t[1], t[2], cpu, why, affinity, thread_pool=True,
+                     literal=literal("threads", t[1])) if t else None
     k = pick("worker_class")
     wc = k[0] if k else ("gthread" if threads and threads.value > 1 else "sync")
     p = pick("preload_app")

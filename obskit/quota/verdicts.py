@@ -147,7 +147,7 @@ def findings(cpu: CpuBudget, mem: MemoryBudget, pids: PidsBudget, ev: Evidence, 
         if s.recommended_workers is not None and s.workers.value > s.recommended_workers:
             out.append(Finding(f"workers-{s.kind}-{s.master_pid}", "warn",
                                f"{s.kind} runs {s.workers.value} workers; {s.recommended_workers} fit",
-                               f"{s.workers.explanation}", s.recommendation_formula))
+                               s.workers.provenance, s.recommendation_formula))
         if s.native_threads and s.native_threads.source == "default" and s.native_threads.value > 1 and (
                 s.native_threads.value * max(1, s.running_workers) > 2 * L):
             out.append(Finding(f"blas-threads-{s.master_pid}", "warn",
@@ -175,7 +175,7 @@ def recommendations(cpu: CpuBudget, services: list[Service], procs: list[Proc]) 
                 "pool": f"Pool(processes={n}) / ProcessPoolExecutor(max_workers={n})",
             }.get(s.kind, str(n))
             out.append(Recommendation(f"workers-{s.master_pid}", setting, f"{s.kind} pid {s.master_pid}",
-                                      s.recommendation_formula, f"now {s.workers.explanation}"))
+                                      s.recommendation_formula, f"now {s.workers.provenance}"))
         if s.kind == "gunicorn" and s.workers.value > 1 and not s.preload:
             out.append(Recommendation(f"preload-{s.master_pid}", "--preload  (and gc.freeze() in the pre_fork hook)",
                                       f"gunicorn pid {s.master_pid}", "shared = master PSS − USS, kept by COW",

@@ -141,13 +141,9 @@ def thread_syscall(fs: ProcFS, pid: int, tid: int, machine: str | None = None) -
     A thread just let go by the sampler's stop is briefly "running" on its way back into the
     system call it was blocked in, so "running" is read again a few times before it is believed.
     """
-    path = fs.path(pid, "task", str(tid), "syscall")
-    text: list[str] = []
+    text: list[str] | None = None
     for attempt in range(4):
-        try:
-            text = path.read_text().split()
-        except OSError:
-            return None
+        text = fs.syscall(pid, tid)
         if not text or text[0] != "running":
             break
         if attempt < 3:
@@ -185,26 +181,19 @@ def context_switches(fs: ProcFS, pids: list[int]) -> Switches:
     out: Switches = {}
     for pid in pids:
         try:
-            tids = os.listdir(fs.path(pid, "task"))
-        except OSError:
+            tids = fs.tasks(pid)
+        except ObskitError:
             continue
         for tid in tids:
-            n = _switches(fs.path(pid, "task", tid, "status"))
-            if n is not None and tid.isdigit():
-                out[(pid, int(tid))] = n
+            status = fs.task_status(pid, tid)
+            if status is not None:
+                out[(pid, tid)] = _switches(status)
     return out
 
 
-def _switches(path: Path) -> int | None:
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    total = 0
-    for line in text.splitlines():
-        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-            total += int(line.split()[1])
-    return total
+def _switches(status: dict[str, str]) -> int:
+    values = (status.get(k, "0").split()[:1] for k in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
+    return sum(int(v[0]) for v in values if v and v[0].isdigit())
 
 
 class SourceLines:
@@ -384,7 +373,13 @@ def gil_findings(dumps: list[list[ThreadInfo]]) -> list[Finding]:
         t = holders[-1][key]
         where = t.frames[0].label() if t.frames else "?"
         others = sum(1 for x in dumps[-1] if x.pid == t.pid) - 1
-        if len(dumps) > 1:
+        if others == 0:
+            when = f"in all {len(dumps)} dumps" if len(dumps) > 1 else "during the dump"
+            msg = (f"{t.display} held the GIL {when} (in {where}); it is the only Python thread of process "
+                   f"{t.pid}, so no other thread waits for the GIL: CPU-bound Python (`obskit profile record` "
+                   "shows where the time goes)")
+            out.append(Finding("info", "gil_held", t.pid, msg, [t.display]))
+        elif len(dumps) > 1:
             msg = f"{t.display} held the GIL in all {len(dumps)} dumps (in {where}); {others} other thread(s) of process {t.pid} cannot run Python meanwhile"
             out.append(Finding("warning", "gil_held", t.pid, msg, [t.display]))
         else:
@@ -492,23 +487,24 @@ def collect(
     locals_: bool = False,
     count: int = 1,
     interval: float = 1.0,
-    proc_root: str = "/proc",
+    procfs: ProcFS | None = None,
     dump_fn: DumpFn | None = None,
     on_dump: Callable[[int, int], None] | None = None,
 ) -> StacksReport:
     """Dump ``pid`` ``count`` times ``interval`` seconds apart and build the report."""
-    from obskit import pyspy
+    from obskit import attach
 
-    fs = ProcFS(proc_root)
+    fs = procfs or ProcFS()
+    proc_root = str(fs.root)
     sources = SourceLines(fs)
 
     skipped: list[str] = []
 
     def default_dump() -> list[dict[str, Any]]:
         if not subprocesses:
-            return pyspy.dump(pid, locals_=locals_, proc_root=proc_root)
+            return attach.dump(pid, locals_=locals_, proc_root=proc_root)
         # py-spy's `dump --json --subprocesses` prints only the parent: dump each process instead.
-        out = pyspy.dump(pid, locals_=locals_, proc_root=proc_root)
+        out = attach.dump(pid, locals_=locals_, proc_root=proc_root)
         for child in python_descendants(fs, pid):
             out += _dump_worker(child, locals_, proc_root, skipped)
         return out
@@ -558,7 +554,7 @@ def collect(
     threads = dumps[-1]
     versions = {p: _version(fs, p) for p in sorted({t.pid for t in threads} | {pid})}
     processes = build_processes(threads, fs, versions)
-    cpus = _cpus(pid, proc_root)
+    cpus = _cpus(fs, pid)
     findings = lock_findings(threads) + gil_findings(dumps) + thread_count_findings(threads, cpus)
     watch = None
     if count > 1:
@@ -587,10 +583,10 @@ def _is_python(fs: ProcFS, pid: int) -> bool:
 
 
 def _dump_worker(pid: int, locals_: bool, proc_root: str, skipped: list[str]) -> list[dict[str, Any]]:
-    from obskit import pyspy
+    from obskit import attach
 
     try:
-        return pyspy.dump(pid, locals_=locals_, proc_root=proc_root, retries=2)
+        return attach.dump(pid, locals_=locals_, proc_root=proc_root, retries=2)
     except ObskitError as e:
         # One worker exiting or refusing must not cost the others' stacks.
         skipped.append(f"{pid}: {e.message}")
@@ -617,20 +613,27 @@ def _version(fs: ProcFS, pid: int) -> str | None:
         return None
 
 
-def _cpus(pid: int, proc_root: str = "/proc") -> int:
+def _cpus(fs: ProcFS, pid: int) -> int:
     """CPUs the target can use: its affinity, capped by its cgroup's CPU quota (a pod limit)."""
     import math
 
-    try:
-        n = len(os.sched_getaffinity(pid))
-    except OSError:
-        n = os.cpu_count() or 1
-    try:
-        from obskit.stacks.top import find_cpu_cgroup
+    from obskit import cgroups
 
-        cg = find_cpu_cgroup(pid, proc_root)
-    except Exception:  # the quota is a refinement; without it the affinity stands
-        cg = None
-    if cg is not None and cg.quota_cpus:
-        n = min(n, max(1, math.ceil(cg.quota_cpus)))
+    n = 0
+    try:
+        if fs.is_live:
+            n = len(os.sched_getaffinity(pid))
+        else:
+            from obskit.cgroups import parse_cpu_list
+
+            n = len(parse_cpu_list(fs.status(pid).get("Cpus_allowed_list")))
+    except (OSError, ObskitError):
+        pass
+    n = n or os.cpu_count() or 1
+    try:
+        quota = cgroups.for_pid(fs, pid, controllers=("cpu",)).cpu_quota()
+    except ObskitError:  # the quota is a refinement; without it the affinity stands
+        quota = None
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota.limit)))
     return n
