@@ -77,7 +77,10 @@ def load(path: Path) -> tuple[list[tuple[dict[str, Any], SpanRecord]], int]:
     for doc in docs:
         if isinstance(doc, dict):
             otlp += "resourceSpans" in doc
-            out.extend(spans_from_json(doc))
+            try:
+                out.extend(spans_from_json(doc))
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
+                skipped += 1  # a damaged or hostile document: counted, never an internal error
         else:
             skipped += 1
     if not otlp and (skipped or docs):
