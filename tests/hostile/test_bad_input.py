@@ -61,14 +61,12 @@ def _rows() -> list[Row]:
         for what in ("missing", "directory", "empty", "garbage", "fifo", "devzero", "nul", "utf16"):
             if c == "logs" and what in ("fifo", "devzero", "empty", "garbage", "nul", "utf16"):
                 continue  # logs reads any stream, for ever with -f: these are inputs, not errors
-            if c == "trace show" and what == "empty":
-                continue  # an empty span file is an empty list of traces (exit 0)
             rows.append((f"{c} {what}", [*c.split(), *extra, "{" + what + "}"], {9}))
     return rows
 
 
-# Known and owned elsewhere: the item 10 rows that land with other work.
-PENDING = {
+# The item 10 rows.
+ITEM_10 = {
     "trace exec --bogus -- true": (["trace", "exec", "--bogus", "--", "true"], {2}),
     "run --bogus -- true": (["run", "--bogus", "--", "true"], {2}),
     "profile record -- python3 -c pass": (["profile", "record", "--", "python3", "-c", "pass"], {8}),
@@ -76,9 +74,7 @@ PENDING = {
 
 
 
-ROWS = [pytest.param(*r, id=r[0]) for r in _rows()] + [
-    pytest.param(n, a, c, id=n, marks=pytest.mark.xfail(strict=False, reason="lands with other work"))
-    for n, (a, c) in PENDING.items()]
+ROWS = [pytest.param(*r, id=r[0]) for r in _rows()] + [pytest.param(n, a, c, id=n) for n, (a, c) in ITEM_10.items()]
 
 
 @pytest.fixture
