@@ -20,6 +20,7 @@ from typing import Any
 from obskit.bench import stats
 from obskit.bench.model import BenchmarkResult, MetricSpec, MetricVerdict
 from obskit.errors import InputError
+from obskit.safefile import read_input
 
 MAX_FILE = 256 << 20
 
@@ -54,17 +55,7 @@ def _obj(x: Any) -> dict[str, Any]:
 
 
 def read_json(path: str) -> Any:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE + 1)
-    except FileNotFoundError:
-        raise InputError(f"no such file: {path}", "check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a directory", "give a result file") from None
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}", "check its permissions") from None
-    if len(data) > MAX_FILE:
-        raise InputError(f"{path} is larger than {MAX_FILE >> 20} MiB", "is it really a benchmark result?")
+    data = read_input(path, limit=MAX_FILE)
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)[: MAX_FILE + 1]
