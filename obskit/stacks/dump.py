@@ -518,15 +518,14 @@ def collect(
     stopped: str | None = None
     taken_at = time.time()
     for i in range(max(1, count)):
-        if i:
-            try:
-                time.sleep(interval)
-            except KeyboardInterrupt:
-                stopped = "interrupted"
-                break
-        before = context_switches(fs, watched) if count > 1 else {}
+        # A signal (Ctrl-C, SIGTERM, SIGHUP) anywhere in a round ends the watch with the dumps taken so far.
         try:
+            if i:
+                time.sleep(interval)
+            before = context_switches(fs, watched) if count > 1 else {}
             raw = do_dump()
+            parsed = parse_dump(raw, fs=fs, sources=sources)
+            after = context_switches(fs, sorted({t.pid for t in parsed} | {pid})) if count > 1 else {}
         except KeyboardInterrupt:
             stopped = "interrupted"
             break
@@ -541,13 +540,16 @@ def collect(
             stopped = f"dump failed: {e.message}"
             break
         times.append(time.monotonic())
-        parsed = parse_dump(raw, fs=fs, sources=sources)
         if count > 1:
             watched = sorted({t.pid for t in parsed} | {pid})
-            switches.append((before, context_switches(fs, watched)))
+            switches.append((before, after))
         dumps.append(parsed)
         if on_dump is not None:
-            on_dump(i + 1, count)
+            try:
+                on_dump(i + 1, count)
+            except KeyboardInterrupt:
+                stopped = "interrupted"
+                break
     if not dumps:
         from obskit.errors import Interrupted
 
