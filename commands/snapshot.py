@@ -461,6 +461,15 @@ def quota_section(ctx: Context) -> SectionOutput:
         seen.add(cg)
         try:
             report = collect(t.pid, window, sleep=ctx.sleep, procfs=ctx.procfs)
+        except PermissionError as e:
+            from obskit.errors import PermissionDenied
+            from obskit.snapshot.model import PTRACE_FIX
+
+            err = PermissionDenied(f"cannot read the target's cgroup files ({e.filename}: permission denied)",
+                                   PTRACE_FIX)
+            errors.append(err)
+            out.notes.append(f"{t.pid}: {err.message}")
+            continue
         except ObskitError as e:
             errors.append(e)
             out.notes.append(f"{t.pid}: {e.message}")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from obskit.errors import ObskitError
+from obskit.errors import ObskitError, PermissionDenied
 from obskit.output import to_jsonable
 from obskit.proc import ProcFS
 
@@ -115,6 +115,7 @@ def run(ctx: Context, sections: list[Section], *, on_progress: Callable[[str], N
     files: dict[str, bytes] = {}
     schemas: dict[str, str] = {}
     ptrace_refused = _check_ptrace(ctx)
+    thin = thin_reason(ctx)
     interrupted = False
     for sec in sections:
         rec = SectionRecord(sec.name, sec.title, "not-run")
@@ -139,6 +140,11 @@ def run(ctx: Context, sections: list[Section], *, on_progress: Callable[[str], N
             rec.status, rec.reason, rec.fix = "skipped", e.reason, e.fix
         except ObskitError as e:
             rec.status, rec.reason, rec.fix = "failed", e.message, e.hint
+            if thin and isinstance(e, PermissionDenied):
+                rec.fix = PTRACE_FIX  # root without CAP_SYS_PTRACE reading a non-root target
+        except PermissionError as e:
+            rec.status, rec.reason = "failed", f"{e.filename or 'a file'}: permission denied"
+            rec.fix = PTRACE_FIX if thin else "run obskit as root (or the target's user)"
         except KeyboardInterrupt:
             # A second signal (the first only sets ctx.stop): give up this section, keep the rest.
             ctx.stop.set()
@@ -166,7 +172,6 @@ def run(ctx: Context, sections: list[Section], *, on_progress: Callable[[str], N
     if ptrace_refused is not None or any(r.status in ("skipped", "failed") and "ptrace" in (r.reason + r.fix).lower()
                                          for r in records):
         hints.append(f"stacks and the CPU profile need ptrace: {PTRACE_FIX}")
-    thin = thin_reason(ctx)
     if thin:
         hints.append(thin)
     if any(r.name == "logs" and r.status in ("ok", "partial", "skipped") for r in records):

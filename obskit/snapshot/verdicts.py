@@ -42,7 +42,7 @@ def compute(docs: dict[str, Any]) -> list[Verdict]:
         except (KeyError, TypeError, ValueError, AttributeError):
             out.append(Verdict("environment", "info", f"{name}: unexpected document shape, no verdict", "", name))
     order = {"error": 0, "warn": 1, "info": 2}
-    kinds = {"hot": 0, "stuck": 1, "quota": 2, "oom": 2, "memory": 3, "workers": 4, "environment": 5}
+    kinds = {"hot": 0, "quota": 1, "oom": 1, "stuck": 2, "memory": 3, "workers": 4, "environment": 5}
     out.sort(key=lambda v: (kinds.get(v.kind, 9), order.get(v.severity, 3)))
     return out
 
@@ -64,18 +64,29 @@ def hot_functions(doc: dict[str, Any], name: str) -> list[Verdict]:
 
 
 def stuck_threads(doc: dict[str, Any], name: str) -> list[Verdict]:
-    out = []
+    """Threads at the same frame in both dumps, one line per (state, frame) however many workers share it."""
+    out: list[Verdict] = []
     watch = doc.get("watch") or {}
-    for s in (watch.get("stuck") or [])[:10]:
-        state = s.get("state")
-        if state not in STUCK_STATES:
-            continue  # a worker waiting for requests in the same place is idle, not stuck
-        out.append(Verdict("stuck", STUCK_STATES[state], f"pid {s.get('pid')} thread {s.get('thread')} stuck {state} "
-                           f"for {float(s.get('seconds') or 0):.1f}s", f"at {s.get('frame', '?')}", name))
-    out.extend(Verdict("stuck", "warn" if f.get("severity") != "info" else "info", str(f.get("message", "")),
-                       ", ".join(f.get("threads") or [])[:300], name)
-               for f in doc.get("findings") or []
-               if f.get("kind") in ("same_lock", "gil_held", "too_many_threads", "thread_growth"))
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for s in watch.get("stuck") or []:
+        state = str(s.get("state"))
+        if state in STUCK_STATES:  # a worker waiting for requests in the same place is idle, not stuck
+            groups.setdefault((state, str(s.get("frame", "?"))), []).append(s)
+    for (state, frame), items in list(groups.items())[:10]:
+        secs = max(float(s.get("seconds") or 0) for s in items)
+        who = ", ".join(f"{s.get('pid')}/{s.get('thread')}" for s in items[:8]) + (" …" if len(items) > 8 else "")
+        n = f"{len(items)} threads" if len(items) > 1 else f"thread {items[0].get('thread')} of {items[0].get('pid')}"
+        out.append(Verdict("stuck", STUCK_STATES[state], f"{n} stuck {state} at {frame} for {secs:.1f}s",
+                           f"pid/thread: {who}", name))
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for f in doc.get("findings") or []:
+        if f.get("kind") in ("same_lock", "gil_held", "too_many_threads", "thread_growth"):
+            by_kind.setdefault(str(f["kind"]), []).append(f)
+    for kind, items in by_kind.items():
+        first = str(items[0].get("message", ""))
+        title = first if len(items) == 1 else f"{kind} in {len(items)} processes, e.g. {first}"
+        out.append(Verdict("stuck", "warn" if items[0].get("severity") != "info" else "info", title,
+                           ", ".join(str(f.get("pid")) for f in items[:20]), name))
     return out
 
 
