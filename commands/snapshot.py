@@ -560,13 +560,16 @@ def _busiest(ctx: Context, pids: list[int]) -> int:
 
 
 def _profile_files(prof: Any, suffix: str) -> dict[str, Any]:
-    import json
-
     from obskit.profile.console import report
     from obskit.profile.html import render_html
+    from obskit.snapshot.runner import redact_command
 
+    # The flame graph page is bytes the archive does not scrub: redact the command lines first.
+    for p in prof.processes:
+        p.cmdline = redact_command(p.cmdline)
+    prof.metadata.target_cmdline = redact_command(prof.metadata.target_cmdline)
     return {
-        f"profile{suffix}.json": json.dumps(prof.to_dict(), separators=(",", ":")).encode("utf-8"),
+        f"profile{suffix}.json": prof.to_dict(),
         f"profile-report{suffix}.json": report(prof, top=25, per_process=True),
         f"profile{suffix}.html": render_html(prof),
     }

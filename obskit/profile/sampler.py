@@ -136,6 +136,11 @@ def _die_with_parent() -> Callable[[], None] | None:
 _PREEXEC = _die_with_parent()
 
 
+def _folded_line(line: str) -> bool:
+    _, sep, count = line.rstrip("\r\n").rpartition(" ")
+    return bool(sep) and count.isdigit()
+
+
 class _Segment:
     """One ``py-spy record`` process."""
 
@@ -243,7 +248,9 @@ class _Segment:
         prof = Profile()
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8", errors="replace") as f:
-                parse_collapsed(f, prof, default_pid=self.pid)
+                # A py-spy stopped while writing (killed after STOP_TIMEOUT, a signal right after its
+                # start) leaves a cut line: drop it rather than the whole segment.
+                parse_collapsed((line for line in f if _folded_line(line)), prof, default_pid=self.pid)
         return prof, samples, errors
 
     @property

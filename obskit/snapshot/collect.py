@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 from obskit.errors import ObskitError
 from obskit.proc import ProcFS
-from obskit.redact import redact_argv, redact_env, redact_text
+from obskit.redact import REDACTED, is_secret_name, redact_argv, redact_env, redact_text
 
 from .model import EnvProcess, EnvReport
 
@@ -15,6 +16,21 @@ TAIL_BYTES = 256 << 10  # per file
 TAIL_LINES = 500
 TOTAL_BYTES = 4 << 20  # all log tails together
 MAX_LINE = 8192
+# key=value, key: value, "key": "value" in a log line (logfmt, JSON, Python logging text)
+_PAIR = re.compile(r"""(?P<key>["']?[A-Za-z_][\w.-]*["']?)(?P<sep>\s*[=:]\s*)(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s"',;&}]+)""")
+
+
+def redact_log_line(line: str) -> str:
+    """A log line without URL passwords and auth headers (:func:`obskit.redact.redact_text`) and
+    without the values of secret-looking fields (``token=…``, ``"password": "…"``)."""
+    def pair(m: re.Match[str]) -> str:
+        if not is_secret_name(m.group("key").strip("\"'")):
+            return m.group(0)
+        v = m.group("value")
+        q = v[0] if v[0] in "\"'" else ""
+        return f"{m.group('key')}{m.group('sep')}{q}{REDACTED}{q}"
+
+    return _PAIR.sub(pair, redact_text(line))
 
 
 def environment(fs: ProcFS, pids: list[int], *, environ_of: set[int] | None = None) -> EnvReport:
@@ -70,7 +86,7 @@ def tail(path: str, *, max_bytes: int = TAIL_BYTES, max_lines: int = TAIL_LINES)
         lines = lines[:-1]
     truncated = start > 0 or len(lines) > max_lines
     lines = lines[-max_lines:]
-    text = "\n".join(redact_text(line[:MAX_LINE].decode("utf-8", "replace")) for line in lines)
+    text = "\n".join(redact_log_line(line[:MAX_LINE].decode("utf-8", "replace")) for line in lines)
     return (text + "\n" if text else "").encode("utf-8"), size, len(data), truncated
 
 

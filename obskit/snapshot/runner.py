@@ -21,6 +21,7 @@ from typing import Any
 from obskit.errors import ObskitError, PermissionDenied
 from obskit.output import to_jsonable
 from obskit.proc import ProcFS
+from obskit.redact import redact_argv, redact_text
 
 from .model import PTRACE_FIX, Accounting, Headroom, SectionRecord, SnapshotIndex, TargetInfo
 
@@ -200,15 +201,43 @@ def _peak(who: int) -> int | None:
         return None
 
 
+COMMAND_KEYS = frozenset({"command", "cmdline", "target_cmdline", "cmd"})
+ARGV_KEYS = frozenset({"argv", "args"})
+COMPACT = 1 << 20  # documents larger than this are written without indentation
+
+
+def redact_command(command: str) -> str:
+    """A command line shown as one string (argv joined by spaces), redacted argument by argument."""
+    return " ".join(redact_argv(command.split(" ")))
+
+
+def scrub(doc: Any, key: str = "") -> Any:
+    """A JSON document with every command line redacted (:func:`obskit.redact.redact_argv`) and
+    URL passwords and auth headers removed from every other string: the collectors' documents
+    carry the target's argv as they found it, the archive never does."""
+    if isinstance(doc, dict):
+        return {k: scrub(v, str(k)) for k, v in doc.items()}
+    if isinstance(doc, list):
+        if key in ARGV_KEYS and all(isinstance(x, str) for x in doc):
+            return redact_argv(doc)
+        return [scrub(v, key) for v in doc]
+    if isinstance(doc, str):
+        return redact_command(doc) if key in COMMAND_KEYS else redact_text(doc)
+    return doc
+
+
 def _encode(name: str, payload: Any) -> tuple[bytes, str]:
     import json
 
     if isinstance(payload, bytes):
         kind = {"html": "text/html", "log": "text/plain", "txt": "text/plain"}.get(name.rsplit(".", 1)[-1], "bytes")
         return payload, kind
-    doc = to_jsonable(payload)
+    doc = scrub(to_jsonable(payload))
     schema = doc.get("schema", "json") if isinstance(doc, dict) else "json"
-    return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8"), str(schema)
+    data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if len(data) < COMPACT:
+        data = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
+    return data.encode("utf-8"), str(schema)
 
 
 def _json_doc(data: bytes) -> Any:

@@ -109,7 +109,10 @@ def test_snapshot_without_ptrace_is_degraded_and_says_what_to_add(
         assert "CAP_SYS_PTRACE" in sec["reason"] and "--profile=general" in sec["fix"]
     assert index["accounting"]["ptrace"] is False
     assert any("--profile=general" in h for h in index["hints"])
-    assert index["accounting"]["thin"] and "uid 1000" in index["accounting"]["thin"]
+    thin = index["accounting"]["thin"]
+    assert thin and "uid 1000" in thin and all(f"/proc/1/{n}" in thin for n in ("root", "environ", "smaps"))
+    assert _section(index, "mem")["status"] == "failed" and "--profile=general" in _section(index, "mem")["fix"]
+    assert _section(index, "quota")["status"] == "failed" and "--profile=general" in _section(index, "quota")["fix"]
     # What needs no ptrace is still there: the doctor, the process table.
     assert _section(index, "ps")["status"] == "ok" and _section(index, "doctor")["status"] == "ok"
     roles = [p["role"] for p in json.loads(files["ps.json"])["processes"]]
