@@ -185,7 +185,16 @@ def discover(pid: int | None, proc_root: str) -> list[TargetInfo]:
 
     fs = ProcFS(proc_root)
     if pid is not None:
+        if pid <= 0 or not fs.exists(pid):
+            raise TargetNotFound(f"process {pid} not found", "list the Python processes with `obskit ps`", pid=pid)
+        if fs.is_zombie(pid):
+            raise fs.zombie_error(pid)
         roots = [follow_target(pid, proc_root, "snapshot").pid]
+        if not fs.facts(roots[0]).is_python:
+            from obskit.errors import TargetNotPython
+
+            raise TargetNotPython(f"process {pid} runs no Python (nor does any process below it)",
+                                  "list the Python processes with `obskit ps`", pid=pid)
         report = collect(include_all=True, interval=0, procfs=fs, pid_filter=roots)
     else:
         report = collect(include_all=False, interval=0, procfs=fs)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-
 from conftest import ROOT, Target, needs_ptrace, needs_root, obskit_process, run_obskit, terminate
 
 SECRET = "s3cr3t-Value-9f8e7d"
@@ -337,6 +336,13 @@ def test_no_archive_when_the_pid_does_not_exist(tmp_path: Path) -> None:
     assert r.exit_code == 4 and not (tmp_path / "x.tar.gz").exists()
     r = run_obskit("snapshot", "--pid", "1", "-o", str(tmp_path / "nodir" / "x.tar.gz"))
     assert r.exit_code == 9
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        r = run_obskit("snapshot", "--pid", str(sleeper.pid), "-o", str(tmp_path / "x.tar.gz"))
+        assert r.exit_code == 5 and "runs no Python" in r.stderr and not (tmp_path / "x.tar.gz").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 FEATURES = {"profile", "stacks", "quota", "mem", "logs", "otel", "agent"}

@@ -17,10 +17,11 @@ from obskit.proc import ProcFS
 from .model import Headroom
 
 MIB = 1 << 20
-# Measured (benchmarks/snapshot_memory.py): obskit's own peak while building an archive, and
-# one py-spy sampling one process tree (py-spy's memory grows with the processes it follows).
-OBSKIT_BYTES = 80 * MIB
-PYSPY_BASE_BYTES = 12 * MIB
+# From benchmarks/snapshot_memory.py (10 processes: obskit 34 MB, obskit + py-spy 74 MB at the
+# peak), rounded up: obskit's own peak while building an archive, and one py-spy following a
+# process tree (its memory grows with the processes it follows).
+OBSKIT_BYTES = 56 * MIB
+PYSPY_BASE_BYTES = 16 * MIB
 PYSPY_PER_PROCESS_BYTES = 4 * MIB
 SAFETY = 1.25  # keep a quarter more than the estimate free: the service allocates meanwhile
 
