@@ -13,7 +13,8 @@ import pytest
 
 from .conftest import docker
 
-pytestmark = pytest.mark.slow
+# Building the images counts towards the first test (once per session, reused while the sources are unchanged).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 MIB = 1 << 20
 
 
