@@ -44,10 +44,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
         proc_root: ProcRootOpt = "/proc",
     ) -> None:
-        """One archive with the whole incident: doctor, ps tree, two stack dumps, a CPU profile of -d,
-        memory per process, GC (with an agent), quota findings, log tails, redacted environment.
+        """One archive with the whole incident: stacks, profile, memory, GC, quota, logs (for kubectl debug).
 
-        Without --pid: every Python process visible (masters with their workers). Sections that
+        Doctor, ps tree, two stack dumps, a CPU profile of -d (all workers), memory per process, GC
+        (with an agent), quota findings, log tails, redacted environment.  Without --pid: every Python process visible (masters with their workers). Sections that
         cannot run (no ptrace, no agent, little memory) are listed with the reason; the archive is
         still written (exit 0).  `obskit snapshot show ARCHIVE` prints its verdicts.
         """
