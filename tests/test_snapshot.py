@@ -362,3 +362,17 @@ def test_the_snapshot_engine_imports_no_feature_package() -> None:
                 parts = n.split(".")
                 assert not (parts[0] == "obskit" and len(parts) > 1 and parts[1] in FEATURES | {"commands"}), \
                     f"{path.name} imports {n}"
+
+
+def test_gc_section_with_an_agent_in_the_target(spawn_python: Callable[..., Target], tmp_path: Path) -> None:
+    t = spawn_python("import gc, time\nimport obskit.agent\nobskit.agent.start()\nprint('ready', flush=True)\n"
+                     "while True:\n    [[] for _ in range(1000)]; gc.collect(0); time.sleep(0.05)")
+    out = tmp_path / "gc.tar.gz"
+    r = run_obskit("snapshot", "--pid", str(t.pid), "-d", "1", "-o", str(out), timeout=120)
+    assert r.exit_code == 0, r.stderr
+    files = _members(out)
+    index = json.loads(files["index.json"])
+    assert _section(index, "gc")["status"] == "ok", _section(index, "gc")
+    gc = json.loads(files[f"gc-{t.pid}.json"])
+    assert gc["schema"] == "obskit.gc/1" and gc["pid"] == t.pid
+    assert json.loads(files["mem.json"])["python"]["tracked_objects"] > 0

@@ -134,7 +134,17 @@ def debug_image(engine: None) -> str:
         docker("build", "-q", "-f", str(ROOT / "Containerfile"), "--build-arg", f"BASE={BASE}", "-t", tag, str(ROOT))
     finally:
         shutil.rmtree(house, ignore_errors=True)
+    _prune("obskit-debug", tag)
     return tag
+
+
+def _prune(repository: str, keep: str) -> None:
+    """Images this fixture built for sources that have changed since (one kept per repository)."""
+    listed = docker("images", repository, "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
+    for old in listed:
+        tag = old.split(":", 1)[-1]
+        if old != keep and len(tag) == 16 and all(c in "0123456789abcdef" for c in tag):
+            docker("image", "rm", old, check=False, timeout=120)
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +159,7 @@ def target_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
         shutil.copy2(whl, ctx / whl.name)
     (ctx / "Containerfile").write_text(TARGET_CONTAINERFILE)
     docker("build", "-q", "-f", str(ctx / "Containerfile"), "--build-arg", f"BASE={BASE}", "-t", tag, str(ctx))
+    _prune("obskit-e2e-target", tag)
     return tag
 
 
