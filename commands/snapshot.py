@@ -110,10 +110,12 @@ def _snapshot(*, pid: int | None, duration: float, output: str | None, logs: lis
     data = build(result)
     write_or_keep(path, data)
     if not as_json:
+        import os
+
         from obskit.output import to_jsonable
 
-        info(f"wrote {path} ({len(data) / 1024:.0f} KiB); copy it out with `kubectl cp POD:{path} {path.rsplit('/', 1)[-1]} "
-             "-c DEBUG-CONTAINER`")
+        info(f"wrote {path} ({len(data) / 1024:.0f} KiB); copy it out with `kubectl cp POD:{os.path.abspath(path)} "
+             f"{os.path.basename(path)} -c DEBUG-CONTAINER`")
         emit(to_jsonable(result.index), False, lambda idx: _render(idx, path))
     else:
         emit(result.index, True)
