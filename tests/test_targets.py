@@ -20,7 +20,9 @@ from obskit.errors import ExitCode
 from obskit.proc import ProcFS
 from obskit.targets import resolve
 
-SLEEPER = "import time\nprint('ready', flush=True)\ntime.sleep(120)\n"
+# One write(2) per line: with PYTHONUNBUFFERED, print() writes "ready" and "\n" apart, and two
+# children sharing a pipe would interleave them into "readyready\n\n".
+SLEEPER = "import os, time\nos.write(1, b'ready\\n')\ntime.sleep(120)\n"
 
 
 @contextmanager
@@ -99,7 +101,7 @@ def test_bash_with_two_unrelated_pythons_is_a_usage_error(tmp_path: Path, cli: C
             # one line per candidate (pid, role, command), then the error naming the next command to type
             assert len(lines) == 3, r.stderr
             for kid, line in zip(kids, lines):
-                assert line.split()[1:3] == [str(kid), "python"] and "-c import time" in line
+                assert line.split()[1:3] == [str(kid), "python"] and "-c import os, time" in line
             name = " ".join(command[:2]) if command[0] == "profile" else command[0]
             assert lines[2].startswith(f"obskit: error: process {bash.pid} (entrypoint.sh) is not Python and runs 2 "
                                        f"unrelated Python processes ({kids[0]}, {kids[1]})")
@@ -166,6 +168,11 @@ def test_wrapper_above_gunicorn_stacks_and_profile(tmp_path: Path, cli: Callable
         assert data["metadata"]["target_pid"] == master and data["metadata"]["subprocesses"] is True
         assert {master, *workers} <= {row["pid"] for row in data["processes"]}
         assert f"following python pid {master} (gunicorn master) under tini pid {tini}" in p.stderr
+        t = cli("top", "--pid", str(tini), "--once", "-d", "1", "--json")
+        assert t.exit_code == 0, t.stderr
+        window = json.loads(t.stdout)
+        assert window["pid"] == master and window["subprocesses"] is True
+        assert {master, *workers} <= {proc["pid"] for proc in window["processes"]}
 
 
 def test_a_python_pid_is_never_second_guessed(cli: Callable[..., Result]) -> None:

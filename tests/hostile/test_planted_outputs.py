@@ -137,7 +137,6 @@ def test_mem_result_kept_when_the_write_fails_at_the_end(evil_target: EvilTarget
     """The directory goes away during --watch: the report is printed and the HTML kept in the state directory."""
     import subprocess
     import sys
-    import time
 
     from hostile.hostile_lib import env
 
@@ -149,9 +148,12 @@ def test_mem_result_kept_when_the_write_fails_at_the_end(evil_target: EvilTarget
          "-o", str(out_dir / "mem.html")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(XDG_STATE_HOME=str(state), **evil_target.env),
     )
-    time.sleep(1.0)
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # "watching pid N ...": the output was checked, the watch has begun
+    assert b"watching pid" in first, first
     out_dir.rmdir()
     out, err = proc.communicate(timeout=60)
+    err = first + err
     assert proc.returncode == 11, err
     line = [x for x in err.decode().splitlines() if x.startswith("obskit: error:")]
     assert len(line) == 1 and "kept in" in line[0], err
