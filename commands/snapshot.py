@@ -523,7 +523,7 @@ def profile_section(ctx: Context) -> SectionOutput:
     lock = threading.Lock()
 
     def one(t: TargetInfo) -> None:
-        from obskit.profile.sampler import record
+        from obskit.profile.sampler import SamplerConfig, record
 
         pid, sub = t.pid, True
         if ctx.plan == "shrink" and t.workers:
@@ -531,8 +531,8 @@ def profile_section(ctx: Context) -> SectionOutput:
             with lock:
                 out.notes.append(f"memory headroom: profiled worker {pid} alone instead of {t.pid} and its workers")
         try:
-            rec = record(pid, duration=duration, subprocesses=sub, stop_event=ctx.stop, proc_root=ctx.proc_root,
-                         on_warning=lambda m: _note(out, lock, f"{pid}: {m}"))
+            rec = record(pid, SamplerConfig(subprocesses=sub, proc_root=ctx.proc_root), duration=duration,
+                         stop_event=ctx.stop, on_warning=lambda m: _note(out, lock, f"{pid}: {m}"))
             results[t.pid] = rec.profile
         except ObskitError as e:
             results[t.pid] = e
