@@ -15,8 +15,9 @@ import sys
 import tarfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from conftest import ROOT, Target, needs_ptrace, needs_root, obskit_process, run_obskit, terminate
@@ -113,7 +114,7 @@ def test_snapshot_of_a_gunicorn_service(gunicorn_target: Any, tmp_path: Path) ->
     # Every JSON section is the command's own document.
     schemas = {json.loads(files[n])["schema"] for n in files if n.endswith(".json")}
     assert {"obskit.doctor/1", "obskit.ps/1", "obskit.stacks/1", "obskit.quota/1", "obskit.mem/1",
-            "obskit.profile/1", "obskit.profile-report/1", "obskit.snapshot.env/1"} <= schemas
+            "obskit.profile/1", "obskit.profile.report/1", "obskit.snapshot.env/1"} <= schemas
     stacks = json.loads(files["stacks.json"])
     assert stacks["watch"]["dumps"] == 2 and {p["pid"] for p in stacks["processes"]} >= set(workers)
 

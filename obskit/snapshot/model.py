@@ -37,7 +37,7 @@ class SectionRecord:
 @dataclass
 class Verdict:
     kind: str  # hot | stuck | quota | oom | memory | workers | environment
-    severity: str  # info | warn | error
+    severity: str  # info | warning | error (obskit.severity)
     title: str
     detail: str = ""
     file: str = ""  # the section file with the evidence

@@ -67,7 +67,7 @@ def render_page(index: dict[str, Any]) -> bytes:
         p.append("<table><tr><th></th><th>Finding</th><th>Detail</th><th>Evidence</th></tr>")
         for v in verdicts:
             sev = v.get("severity", "info")
-            cls = sev if sev in ("error", "warn", "info") else "info"
+            cls = "warn" if sev == "warning" else sev if sev in ("error", "info") else "info"
             p.append(f'<tr><td class="{cls}">{_e(sev)}</td><td>{_e(v.get("title", ""))}</td>'
                      f'<td>{_e(v.get("detail", ""))}</td><td>{_link(str(v.get("file", "")), files)}</td></tr>')
         p.append("</table>")

@@ -10,7 +10,7 @@ from obskit.output import escape
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-_STYLE = {"error": "bold red", "warn": "yellow", "info": "dim", "ok": "green"}
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim", "ok": "green"}
 
 
 def render(index: dict[str, Any], path: str = "") -> RenderableType:

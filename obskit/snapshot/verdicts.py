@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from obskit.output import schema_of
+
 from .model import Verdict
 
 MIB = 1 << 20
@@ -16,11 +18,11 @@ HOT_SHARE = 0.05  # a function with at least 5 % of the samples (self) is named
 HOT_MAX = 5
 TREND_MIB_PER_MIN = 5.0
 # States of a thread found at the same frame in both dumps that are worth a line, and how loud.
-STUCK_STATES = {"running": "warn", "waiting_lock": "warn", "blocked_io": "info"}  # below this the memory of the tree is called steady
+STUCK_STATES = {"running": "warning", "waiting_lock": "warning", "blocked_io": "info"}  # below this the memory of the tree is called steady
 
 
 def _schema(doc: Any) -> str:
-    return str(doc.get("schema", "")) if isinstance(doc, dict) else ""
+    return schema_of(doc)
 
 
 def compute(docs: dict[str, Any]) -> list[Verdict]:
@@ -29,7 +31,7 @@ def compute(docs: dict[str, Any]) -> list[Verdict]:
         doc = docs[name]
         kind = _schema(doc)
         try:
-            if kind == "obskit.profile-report/1":
+            if kind == "obskit.profile.report/1":
                 out += hot_functions(doc, name)
             elif kind == "obskit.stacks/1":
                 out += stuck_threads(doc, name)
@@ -41,7 +43,7 @@ def compute(docs: dict[str, Any]) -> list[Verdict]:
                 out += worker_table(doc, name)
         except (KeyError, TypeError, ValueError, AttributeError):
             out.append(Verdict("environment", "info", f"{name}: unexpected document shape, no verdict", "", name))
-    order = {"error": 0, "warn": 1, "info": 2}
+    order = {"error": 0, "warning": 1, "info": 2}
     kinds = {"hot": 0, "quota": 1, "oom": 1, "stuck": 2, "memory": 3, "workers": 4, "environment": 5}
     out.sort(key=lambda v: (kinds.get(v.kind, 9), order.get(v.severity, 3)))
     return out
@@ -57,7 +59,7 @@ def hot_functions(doc: dict[str, Any], name: str) -> list[Verdict]:
         if share < HOT_SHARE and out:
             break
         where = f"{f.get('file', '')}:{f.get('line', '')}"
-        out.append(Verdict("hot", "warn" if share >= 0.2 else "info",
+        out.append(Verdict("hot", "warning" if share >= 0.2 else "info",
                            f"{f.get('name', '?')} {share * 100:.0f}% of CPU samples (self)",
                            f"{where}; total {float(f.get('total_share') or 0) * 100:.0f}% of {total} samples", name))
     return out
@@ -85,7 +87,7 @@ def stuck_threads(doc: dict[str, Any], name: str) -> list[Verdict]:
     for kind, items in by_kind.items():
         first = str(items[0].get("message", ""))
         title = first if len(items) == 1 else f"{kind} in {len(items)} processes, e.g. {first}"
-        out.append(Verdict("stuck", "warn" if items[0].get("severity") != "info" else "info", title,
+        out.append(Verdict("stuck", "warning" if items[0].get("severity") != "info" else "info", title,
                            ", ".join(str(f.get("pid")) for f in items[:20]), name))
     return out
 
@@ -116,7 +118,7 @@ def memory_trend(doc: dict[str, Any], name: str) -> list[Verdict]:
     if secs <= 0:
         return []
     rate = delta / MIB / secs * 60
-    sev = "warn" if rate >= TREND_MIB_PER_MIN else "info"
+    sev = "warning" if rate >= TREND_MIB_PER_MIN else "info"
     word = "growing" if rate >= TREND_MIB_PER_MIN else "steady"
     return [Verdict("memory", sev, f"memory {word}: PSS {delta / MIB:+.1f} MiB over {secs:.0f}s "
                     f"({rate:+.1f} MiB/min)", f"{int(doc.get('pss_after_bytes') or 0) / MIB:.0f} MiB PSS now, "

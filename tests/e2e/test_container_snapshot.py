@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
