@@ -37,6 +37,7 @@ MAX_SERVICE = 64
 AGENT_RETRY_S = 60.0  # a process without an agent is asked again after this long
 SERVICE_ENV = ("OTEL_SERVICE_NAME", "SERVICE_NAME")
 _APP_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.()]*$")
+_CHILD_ROLES = ("mp-child", "fork-child")
 _LAUNCHERS = ("gunicorn", "uvicorn", "celery", "hypercorn", "daphne", "granian", "waitress-serve")
 
 
@@ -210,12 +211,14 @@ class Collector:
             self._agents.pop(gone, None)
         classify_roles(facts)
         chosen = self._selected(facts)
-        # A worker belongs to its master's service.
+        # A worker (or a multiprocessing/fork child) belongs to its master's service; a process merely
+        # started by another Python program (a supervisor, a test runner) keeps its own.
         service_of: dict[int, str] = {}
         for pid in chosen:
             top = pid
             seen = 0
-            while facts.get(top) is not None and facts[top].ppid in facts and seen < 64:
+            while (facts[top].role.endswith("-worker") or facts[top].role in _CHILD_ROLES) \
+                    and facts[top].ppid in facts and seen < 64:
                 top = facts[top].ppid
                 seen += 1
             known = self._known.get(top)

@@ -152,7 +152,7 @@ class Loop:
                                                  "Collections skipped because the previous one overran its interval.",
                                                  h.skipped),
             "obskit_serve_collection_errors": ("counter", "Reads that failed during collections, by kind.",
-                                               dict(h.errors) or {"none": 0}),
+                                               dict(h.errors)),
         }
         if h.extra is not None:
             values.update(h.extra())
