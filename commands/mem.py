@@ -12,27 +12,6 @@ from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite
 FAIL_ON = ("growing", "leak-suspected")
 
 
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``5m``, ``1h`` → seconds."""
-    from obskit.errors import UsageError
-
-    t = text.strip().lower()
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for suffix in ("ms", "s", "m", "h"):
-        if t.endswith(suffix):
-            t, mult = t[: -len(suffix)], scale[suffix]
-            break
-    else:
-        mult = 1.0
-    try:
-        value = float(t) * mult
-    except ValueError:
-        raise UsageError(f"bad duration {text!r}", "use seconds or a suffix: 30s, 5m, 1h") from None
-    if not 0 < value < float("inf"):
-        raise UsageError(f"duration must be positive and finite, got {text!r}", "e.g. --watch 60s")
-    return value
-
-
 def register(app: typer.Typer) -> None:
     mem_app = typer.Typer(
         name="mem",
@@ -49,7 +28,7 @@ def register(app: typer.Typer) -> None:
         pid: PidOpt = None,
         subprocesses: SubprocessesOpt = False,
         watch: Annotated[
-            Optional[str], typer.Option("--watch", "-w", help="Sample for this long (30s, 5m) and fit the growth.")
+            Optional[str], typer.Option("--watch", "-w", help="Sample for this long (30s, 5m, 1h, 1d) and fit the growth.")
         ] = None,
         interval: Annotated[float, typer.Option("--interval", "-i", min=0.01, callback=finite,
                                                    help="Seconds between samples with --watch.")] = 1.0,
@@ -77,6 +56,7 @@ def register(app: typer.Typer) -> None:
         """
         if ctx.invoked_subcommand is not None:
             return
+        from obskit.durations import parse_duration
         from obskit.errors import FindingsError, UsageError
         from obskit.mem.collect import VERDICT_ORDER, python_memory, snapshot
         from obskit.mem.collect import watch as do_watch
@@ -189,11 +169,11 @@ def _tracemalloc(mode: str, pid: Optional[int], interval: float, frames: int, li
     with span(f"obskit.mem.{mode}", pid=pid):
         client = connect(pid, proc_root=proc_root)
         if stop:
-            was = tmalloc.stop(client)
-            if not as_json:
-                info(f"tracemalloc stopped in pid {pid}" if was else f"tracemalloc was not running in pid {pid}")
+            stopped = tmalloc.stop(client, pid)
+            if as_json:
+                emit(stopped, True)
             else:
-                emit({"pid": pid, "was_tracing": was}, True)
+                info(f"tracemalloc stopped in pid {pid}" if stopped.was_tracing else f"tracemalloc was not running in pid {pid}")
             return
         if not as_json:
             info(f"tracing allocations in pid {pid} for {interval:g}s…")

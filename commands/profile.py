@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -14,6 +12,7 @@ from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite
 if TYPE_CHECKING:
     import subprocess
 
+    from obskit.errors import ObskitError
     from obskit.profile.console import OutputFile
     from obskit.profile.model import Profile
 
@@ -74,7 +73,7 @@ def register(app: typer.Typer) -> None:
         if (pid is None) == (not command):
             raise UsageError("give exactly one target: --pid N or -- CMD ARGS...",
                              "e.g. `obskit profile record --pid 1234 -d 10 -o profile.html`")
-        outputs = _plan_outputs(output or ["profile.html"], fmt)
+        outputs = plan_outputs(output or ["profile.html"], fmt)
         if pid is not None:
             target = follow_target(pid, proc_root, "profile record")
             pid, subprocesses = target.pid, subprocesses or target.with_workers
@@ -96,12 +95,13 @@ def register(app: typer.Typer) -> None:
         from obskit.profile.formats import load_profile
         from obskit.selftrace import span
 
-        plan = _plan_outputs(output, fmt) if output else []
+        plan = plan_outputs(output, fmt) if output else []
         with span("obskit.profile.show", file=file):
             prof = load_profile(file)
-            written = _write_all(prof, plan)
-        emit(report(prof, top=top, outputs=written, source=file), as_json,
-             lambda r: print_report(r, title=f"Top functions of {file}"))
+            written, failed = write_outputs(prof, plan)
+        emit_report(report(prof, top=top, outputs=written, source=file), as_json,
+                    lambda r: print_report(r, title=f"Top functions of {file}"))
+        raise_if_nothing_written(written, failed)
 
     @sub.command("diff")
     def diff_cmd(
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
         if output and not output.lower().endswith((".html", ".htm")):
             raise UsageError(f"the differential flame graph is HTML: {output!r}", "name it e.g. diff.html")
         if output:
-            _plan_outputs([output], "html")  # a missing directory is a usage error before any loading
+            plan_outputs([output], "html")  # a missing directory is a usage error before any loading
         with span("obskit.profile.diff", base=base, new=new):
             pb, pn = load_profile(base), load_profile(new)
             d = diff_profiles(pb, pn)
@@ -138,12 +138,18 @@ def register(app: typer.Typer) -> None:
     app.add_typer(sub)
 
 
-def _plan_outputs(paths: list[str], fmt: str | None) -> list[tuple[str, str]]:
-    """(path, format) for every -o, checked before any recording starts."""
+def plan_outputs(paths: list[str], fmt: str | None) -> list[tuple[str, str]]:
+    """(path, format) for every -o, checked before any recording starts.
+
+    An unknown format or a missing directory is a usage error (2); a path that cannot be
+    written (read-only directory, a directory name, a link planted by another user) an
+    input error (9) -- both before any waiting.
+    """
     import os
 
     from obskit.errors import UsageError
     from obskit.profile.formats import format_for_path
+    from obskit.safefile import preflight
 
     plan = []
     for p in paths:
@@ -151,6 +157,7 @@ def _plan_outputs(paths: list[str], fmt: str | None) -> list[tuple[str, str]]:
         parent = os.path.dirname(os.path.abspath(p))
         if not os.path.isdir(parent):
             raise UsageError(f"cannot write {p}: directory {parent} does not exist", "create it or choose another -o")
+        preflight(p)
         plan.append((p, f))
     return plan
 
@@ -164,27 +171,57 @@ def _write_checked(path: str, render: Any, writer: Any) -> int:
         raise InputError(f"cannot write {path}: {e.strerror or e}", "check the directory and its permissions") from None
 
 
-def _write_all(prof: Profile, plan: list[tuple[str, str]]) -> list[OutputFile]:
-    """Write every output; one that fails does not stop the others (a recording is not repeatable)."""
+def write_outputs(prof: Profile, plan: list[tuple[str, str]], *, keep: bool = False
+                  ) -> tuple[list[OutputFile], list[ObskitError]]:
+    """Write every output; one that fails does not stop the others (a recording is not repeatable).
+
+    With ``keep`` (a recording), an output that cannot be written where asked is kept in
+    obskit's state directory (:func:`obskit.state.write_or_keep`).  Returns what was written
+    and one error per failure (each already warned about).
+    """
     from obskit.errors import InputError, ObskitError
     from obskit.output import warn
     from obskit.profile.console import OutputFile
-    from obskit.profile.formats import write_profile
+    from obskit.profile.formats import render
+    from obskit.safefile import write_bytes
+    from obskit.state import write_or_keep
 
     written: list[OutputFile] = []
-    failed: list[str] = []
+    failed: list[ObskitError] = []
     for path, f in plan:
         try:
-            written.append(OutputFile(path, f, write_profile(prof, path, f)))
+            data = render(prof, f)
+            written.append(OutputFile(path, f, write_or_keep(path, data) if keep else write_bytes(path, data)))
         except OSError as e:  # noqa: PERF203 - one failed output must not stop the others
-            failed.append(f"{path}: {e.strerror or e}")
-            warn(f"cannot write {path}: {e.strerror or e}")
+            failed.append(InputError(f"cannot write {path}: {e.strerror or e}", "check the directory"))
+            warn(failed[-1].message)
         except ObskitError as e:
-            failed.append(f"{path}: {e.message}")
-            warn(f"cannot write {path}: {e.message}")
+            failed.append(e)
+            warn(e.message)
+    return written, failed
+
+
+def raise_if_nothing_written(written: list[OutputFile], failed: list[ObskitError]) -> None:
+    """After the report is on screen: a result kept elsewhere is exit 11; no output at all exit 9."""
+    from obskit.errors import InputError, ResultKeptElsewhere
+
+    kept = [e for e in failed if isinstance(e, ResultKeptElsewhere)]
+    if kept:
+        raise kept[0]
     if failed and not written:
-        raise InputError(f"no output written ({'; '.join(failed)})", "check the directories and their permissions")
-    return written
+        raise InputError(f"no output written ({'; '.join(e.message for e in failed)})",
+                         "check the directories and their permissions")
+
+
+def emit_report(result: Any, as_json: bool, render: Any) -> None:
+    """Print the report; a terminal that hung up (SIGHUP: EIO) or a closed pipe is not an error."""
+    import errno
+
+    try:
+        emit(result, as_json, render)
+    except OSError as e:
+        if e.errno not in (errno.EIO, errno.EPIPE):
+            raise
 
 
 def _record(*, pid: int | None, command: list[str], duration: float | None, rate: int | None, subprocesses: bool,
@@ -192,13 +229,16 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
             outputs: list[tuple[str, str]], top: int, as_json: bool, proc_root: str) -> None:
     import sys
 
+    from obskit.child import spawn_command, stop_on_signals, terminate
     from obskit.errors import TargetExited, TargetNotFound
     from obskit.output import info, warn
     from obskit.proc import ProcFS
     from obskit.profile.console import print_report, report
-    from obskit.profile.sampler import record, spawn_command, wait_for_interpreter
+    from obskit.profile.sampler import SamplerConfig, record, wait_for_interpreter
 
     child: subprocess.Popen[bytes] | None = None
+    config = SamplerConfig(subprocesses=subprocesses, rate=rate, blocking=blocking, max_overhead=max_overhead,
+                           idle=idle, gil=gil, native=native, proc_root=proc_root)
     with stop_on_signals() as stop:
         try:
             if command:
@@ -216,9 +256,7 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
                 info(f"recording process {pid} {until}{first}")
 
             try:
-                rec = record(pid, duration=duration, subprocesses=subprocesses, rate=rate, blocking=blocking,
-                             max_overhead=max_overhead, idle=idle, gil=gil, native=native, proc_root=proc_root,
-                             on_warning=warn, on_started=started, stop_event=stop)
+                rec = record(pid, config, duration=duration, on_warning=warn, on_started=started, stop_event=stop)
             except TargetNotFound:
                 if child is None or child.poll() is None:
                     raise
@@ -232,39 +270,6 @@ def _record(*, pid: int | None, command: list[str], duration: float | None, rate
     if not prof.total_samples and prof.metadata.end_reason == "target-exited":
         raise TargetExited(f"process {pid} exited before a single sample was taken",
                            "check that the service is running; for a short command profile a longer run", pid=pid)
-    written = _write_all(prof, outputs)
-    emit(report(prof, top=top, outputs=written, per_process=subprocesses or None), as_json, print_report)
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by the first Ctrl-C, SIGTERM or SIGHUP: a recording stops and still writes what it collected."""
-    import signal
-
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt  # a second Ctrl-C: give up writing (py-spy dies with obskit)
-        stop.set()
-
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield stop
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def terminate(child: subprocess.Popen[Any]) -> None:
-    """Stop a process obskit started: SIGTERM, then SIGKILL after 5 s."""
-    import subprocess
-
-    if child.poll() is not None:
-        return
-    child.terminate()
-    try:
-        child.wait(5)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait(5)
+    written, failed = write_outputs(prof, outputs, keep=True)
+    emit_report(report(prof, top=top, outputs=written, per_process=subprocesses or None), as_json, print_report)
+    raise_if_nothing_written(written, failed)

@@ -35,6 +35,8 @@ HELP = "use seconds or a unit: 250ms, 30s, 5m, 1h, 1d"
 
 def parse_duration_ns(text: str, *, option: str = "duration", signed: bool = False) -> int:
     """``text`` as signed nanoseconds (exact); raises :class:`UsageError` on anything else."""
+    if text.strip().lstrip("+-").lower() in ("inf", "infinity", "nan"):
+        raise UsageError(f"{option} must be a finite duration, got {text[:40]!r}", HELP)
     m = _DURATION.match(text)
     if not m or (m.group(1) and not signed):
         raise UsageError(f"bad {option} {text[:40]!r}", HELP)

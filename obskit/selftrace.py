@@ -56,7 +56,7 @@ def span(name: str, **attributes: Any) -> Iterator[Any]:
         yield NullSpan()
         return
     try:
-        from obskit.otel import selfspan
+        from obskit.tracing.selfspan import selfspan
     except ImportError:  # pragma: no cover - tracing support not installed
         yield NullSpan()
         return

@@ -128,3 +128,24 @@ def test_export_protocol_json(tmp_path: Path) -> None:
     assert bodies and bodies[0]["ctype"] == "application/json"
     rec = bodies[0]["doc"]["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]  # type: ignore[index]
     assert rec["severityText"] == "CRITICAL" and rec["body"]["stringValue"] == "out of memory"
+
+
+def test_logs_variables_win_gzip_and_userinfo_through_the_shared_transport() -> None:
+    """The logs signal's own variables (OTEL_EXPORTER_OTLP_LOGS_*) over the generic ones, gzip,
+    and a password in the endpoint sent as Basic authentication but never printed."""
+    with OtlpHttpReceiver() as rx:
+        endpoint = rx.endpoint.replace("http://", "http://ingest:pa55word-xyz@") + "/v1/logs"
+        env = {"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+               "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-tenant=logs", "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=generic",
+               "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "gzip", "OBSKIT_TRACE": "0"}
+        r = run_obskit("logs", str(MIXED), "--level", "critical", "--otlp", "--summary", "--json", env=env)
+        assert r.exit_code == 0, r.stderr
+        (log,) = rx.wait_for_logs(1, timeout=30)
+    assert log.body == "out of memory"
+    sent = [h for h in rx.headers if h.get("content-type")]
+    assert sent and all(h["x-tenant"] == "logs" and h["content-encoding"] == "gzip" for h in sent)
+    assert all(h["authorization"].startswith("Basic ") for h in sent)
+    assert "pa55word-xyz" not in r.stdout + r.stderr
+    import json
+
+    assert json.loads(r.stdout)["otlp"]["endpoint"].startswith("http://ingest:***@127.0.0.1")

@@ -323,3 +323,13 @@ def test_zombie_has_exited(zombie_pid: str) -> None:
     for args in (("mem", "--pid", zombie_pid), ("mem", "top", "--pid", zombie_pid), ("gc", "--pid", zombie_pid)):
         r = run_obskit(*args)
         assert r.exit_code == ExitCode.TARGET_EXITED and "zombie" in r.stderr and r.stderr.count("\n") == 1, args
+
+
+def test_watch_reads_the_one_duration_grammar(cli: Callable[..., Result]) -> None:
+    """`--watch 1d` is a day (as for `logs --since`), not an error; a bad unit is one line."""
+    import os
+
+    r = cli("mem", "--pid", str(os.getpid()), "--watch", "1d", "--interval", "100000")
+    assert r.exit_code == 2 and "--interval is longer than --watch" in r.stderr
+    r = cli("mem", "--pid", str(os.getpid()), "--watch", "1y")
+    assert r.exit_code == 2 and "bad duration '1y'" in r.stderr

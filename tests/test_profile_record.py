@@ -397,10 +397,10 @@ def test_demo_profiles_the_bundled_service(tmp_path: Path) -> None:
 @needs_ptrace
 @pytest.mark.slow
 def test_live_sampler_collect_is_incremental_and_stop_has_everything(spawn_python: Callable[..., Target]) -> None:
-    from obskit.profile.sampler import LiveSampler
+    from obskit.profile.sampler import LiveSampler, SamplerConfig
 
     t = spawn_python(HOT)
-    s = LiveSampler(t.pid, segment_seconds=30)
+    s = LiveSampler(t.pid, SamplerConfig(segment_seconds=30))
     s.start()
     try:
         time.sleep(1.5)  # past the calibration window: the first collect switches to the chosen rate
@@ -415,7 +415,8 @@ def test_live_sampler_collect_is_incremental_and_stop_has_everything(spawn_pytho
     acc = s.accounting
     assert acc.samples_attempted == acc.samples_valid + acc.samples_failed >= total.total_samples
     assert len(acc.segments) >= 3 and acc.segments[0].rate == 5.0
-    assert total.metadata.samples_valid == acc.samples_valid and total.metadata.mode == "blocking"
+    # Shallow stacks: after the blocking calibration, nonblocking (exact about idle threads, no pause).
+    assert total.metadata.samples_valid == acc.samples_valid and total.metadata.mode == "nonblocking"
 
 
 def test_per_process_rows_make_a_hot_worker_stand_out() -> None:
@@ -438,3 +439,21 @@ def test_mistyped_option_is_a_usage_error_not_a_command(cli) -> None:  # type: i
     r = cli("profile", "record", "--no-such-option", "-o", "x.html")
     assert r.exit_code == 2
     assert "no such option: --no-such-option" in r.stderr
+
+
+@needs_ptrace
+@pytest.mark.slow
+def test_demo_shows_the_lock_waiters_beside_the_gil_profile(tmp_path: Path) -> None:
+    r = run_obskit("demo", "-d", "3", "-o", str(tmp_path / "demo.json"), "--json")
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["schema"] == "obskit.demo/1"
+    # The waiters come from a stacks dump, not from the profile: the profile shows CPU only.
+    waiters = [t for t in data["off_cpu"] if t["thread"].startswith("inventory-")]
+    assert len(waiters) == 4, data["off_cpu"]
+    assert sum(t["state"] == "waiting_lock" for t in waiters) >= 2
+    shares = {f["name"]: f["total_share"] for f in data["top_functions"]}
+    assert shares.get("inventory_worker", 0.0) <= 0.05
+    r = run_obskit("demo", "-d", "2", "-o", str(tmp_path / "demo.html"), env={**os.environ, "COLUMNS": "120"})
+    assert r.exit_code == 0, r.stderr
+    assert "Threads off CPU" in r.stdout and "waiting on a lock" in r.stdout

@@ -106,7 +106,7 @@ def test_default_on_shallow_stacks_keeps_100hz(spawn_python: Callable[..., Targe
     m = data["metadata"]
     # Shallow stacks cost ~0.1-0.4 ms a sample: 100 Hz fits; a loaded machine may shave a little off.
     assert m["segments"][-1]["rate"] >= 50, m["segments"]
-    assert m["mode"] == "blocking"
+    assert m["mode"] == "nonblocking"  # shallow stacks: nonblocking samples are valid, and exact about idleness
     assert m["samples_valid"] >= 0.9 * m["samples_attempted"] > 0
     assert m["pause_share"] < 0.05
     assert not m["warnings"]

@@ -247,3 +247,28 @@ def test_http_json_protocol_and_traceparent_template(state: Path) -> None:
     assert rx.headers[0]["content-type"] == "application/json" and rx.headers[0]["content-encoding"] == "gzip"
     assert r.stdout.strip() == f"tp=00-{span.trace_id}-{span.span_id}-01"
     assert span.attributes["process.command_args"] == ["echo", f"tp=00-{span.trace_id}-{span.span_id}-01"]
+
+
+def test_sigkill_of_obskit_takes_the_child_with_it(state: Path) -> None:
+    """obskit killed without a chance to forward anything: its child must not run on orphaned."""
+    import os
+
+    child = "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(120)\n"
+    with obskit_process("trace", "exec", "--", sys.executable, "-u", "-c", child, cwd=ROOT) as proc:
+        assert proc.stdout is not None
+        pid = int(proc.stdout.readline())
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        state_of_child = "?"
+        while time.monotonic() < deadline:
+            try:
+                state_of_child = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                state_of_child = "gone"
+            if state_of_child in ("gone", "Z", "X"):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        assert state_of_child in ("gone", "Z", "X"), f"child {pid} still running ({state_of_child})"

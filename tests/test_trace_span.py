@@ -153,7 +153,7 @@ def test_selftrace_off_is_a_no_op(state: Path) -> None:
 
 def test_an_obskit_command_traces_itself(state: Path, tmp_path: Path) -> None:
     spans_file = tmp_path / "some.jsonl"
-    spans_file.write_text("")
+    spans_file.write_text('{"resourceSpans": []}\n')  # (an empty FILE is an input error, exit 9)
     with OtlpHttpReceiver() as rx:
         r = run_obskit("trace", "show", str(spans_file), env={"OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint})
         assert r.exit_code == 0, r.stderr

@@ -11,10 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from obskit.errors import InputError, UsageError
-from obskit.otel import config, propagation, sampling, spans
-from obskit.otel.propagation import SpanContext, parse_traceparent
-from obskit.otel.spool import Spool
+from obskit.otel import spans
 from obskit.redact import redact_argv
+from obskit.tracing import config, propagation, sampling, tracer
+from obskit.tracing.propagation import SpanContext, parse_traceparent
+from obskit.tracing.spool import Spool
 
 TID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SID = "00f067aa0ba902b7"
@@ -279,7 +280,7 @@ def test_attrs_are_typed() -> None:
 
 
 def test_spool_is_private_bounded_and_claimed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from obskit.otel import spool as spool_mod
+    from obskit.tracing import spool as spool_mod
 
     monkeypatch.setattr(spool_mod, "SPOOL_MAX_BYTES", 1000)
     store = Spool(tmp_path / "state")
@@ -408,7 +409,7 @@ def test_show_rejects_a_file_with_no_otlp_in_it(tmp_path: Path) -> None:
 
 def test_output_never_touches_a_foreign_file_or_its_directory(tmp_path: Path) -> None:
     """`--output` as root must not append to, rotate or chmod what the user pointed it at."""
-    from obskit.otel import export
+    from obskit.tracing import export
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -416,7 +417,7 @@ def test_output_never_touches_a_foreign_file_or_its_directory(tmp_path: Path) ->
     victim = shared / "passwd"
     victim.write_text("root:x:0:0:root:/root:/bin/bash\n")
     cfg = config.load(_env(tmp_path / "state"), output=str(victim))
-    record = spans.new_span(cfg, "x", None)
+    record = tracer.new_span(cfg, "x", None)
     record.end_ns = record.start_ns
     result = export.deliver(cfg, [record])
     assert result.sent == 0 and "not an OTLP/JSON span file" in result.error

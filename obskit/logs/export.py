@@ -1,11 +1,15 @@
 """``--otlp``: the filtered records as OTLP logs over HTTP (protobuf or JSON).
 
-Configured by the standard variables: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT (used as is) or
-OTEL_EXPORTER_OTLP_ENDPOINT (+ ``/v1/logs``), ..._HEADERS, ..._TIMEOUT, ..._PROTOCOL,
-OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
+Configured like every obskit export, by :mod:`obskit.otlp.config` with signal ``logs``:
+OTEL_EXPORTER_OTLP_LOGS_ENDPOINT (used as is) or OTEL_EXPORTER_OTLP_ENDPOINT (+ ``/v1/logs``;
+default ``http://localhost:4318``), ..._HEADERS, ..._TIMEOUT (the one timeout rule:
+milliseconds, under 100 read as seconds with a warning), ..._PROTOCOL, ..._COMPRESSION,
+each with its ``OTEL_EXPORTER_OTLP_LOGS_*`` variant first; OTEL_SERVICE_NAME and
+OTEL_RESOURCE_ATTRIBUTES for the resource.  Requests go through the shared transport
+(:mod:`obskit.otlp.transport`: deadline, retries inside it, gzip, no proxies).
 
 Reading never waits for the collector: records go on a bounded queue (full: dropped and
-counted); one thread batches and POSTs them with a short timeout; after a failure the
+counted); one thread batches and POSTs them within the timeout; after a failure the
 exporter backs off and drops (counted) instead of retrying into a dead collector.  At the
 end, flushing is bounded by one deadline.
 """
@@ -16,74 +20,48 @@ import os
 import queue
 import threading
 import time
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from obskit.errors import UsageError
 from obskit.logs.model import LEVELS, LogRecord
+from obskit.otlp import config as otlp_config
+from obskit.otlp.config import OtlpConfig, parse_kv_list
 
 BATCH = 512
 QUEUE_MAX = 20000
 DEFAULT_TIMEOUT = 3.0
+DEFAULT_ENDPOINT = "http://localhost:4318"
 BACKOFF = 5.0
 
 
-@dataclass
-class OtlpConfig:
-    endpoint: str
-    headers: dict[str, str]
-    timeout: float
-    protocol: str
-    resource: dict[str, str]
-
-
-def _env(name: str) -> str | None:
-    v = os.environ.get(f"OTEL_EXPORTER_OTLP_LOGS_{name}") or os.environ.get(f"OTEL_EXPORTER_OTLP_{name}")
-    return v.strip() if v else None
-
-
-def parse_headers(text: str | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for part in (text or "").split(","):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            out[urllib.parse.unquote(k.strip())] = urllib.parse.unquote(v.strip())
-    return out
-
-
-def parse_timeout(text: str | None) -> float:
-    """The spec says milliseconds; the Python SDK reads seconds.  Small values are taken as seconds."""
-    if not text:
-        return DEFAULT_TIMEOUT
-    try:
-        v = float(text)
-    except ValueError:
-        raise UsageError(f"OTEL_EXPORTER_OTLP_TIMEOUT={text!r} is not a number", "give milliseconds, e.g. 3000") from None
-    return v if v < 100 else v / 1000
-
-
-def config_from_env(endpoint: str | None = None) -> OtlpConfig:
-    logs_ep = os.environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
-    if endpoint:
-        ep = endpoint if endpoint.rstrip("/").endswith("/v1/logs") else endpoint.rstrip("/") + "/v1/logs"
-    elif logs_ep:
-        ep = logs_ep.strip()
-    else:
-        base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318").strip()
-        ep = base.rstrip("/") + "/v1/logs"
-    if not ep.startswith(("http://", "https://")):
-        raise UsageError(f"OTLP logs endpoint {ep!r} is not an http(s) URL", "e.g. OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318")
-    protocol = (_env("PROTOCOL") or "http/protobuf").lower()
-    if protocol not in ("http/protobuf", "http/json"):
-        raise UsageError(f"--otlp sends OTLP over HTTP; protocol {protocol!r} is not supported",
+def config_from_env(endpoint: str | None = None, env: Mapping[str, str] | None = None) -> OtlpConfig:
+    """The logs exporter settings (``endpoint``: the --otlp-endpoint base URL)."""
+    env = os.environ if env is None else env
+    has_env = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip() or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    cfg = otlp_config.load(
+        env,
+        "logs",
+        default_timeout_s=DEFAULT_TIMEOUT,
+        endpoint=endpoint or (None if has_env else DEFAULT_ENDPOINT),
+        endpoint_flag="--otlp-endpoint",
+    )
+    problem = cfg.endpoint_problem()
+    if problem:
+        raise UsageError(problem, "e.g. OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318")
+    if cfg.protocol not in ("http/protobuf", "http/json"):
+        raise UsageError(f"--otlp sends OTLP over HTTP; protocol {cfg.protocol!r} is not supported",
                          "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf and use the collector's HTTP port (4318)")
-    resource = parse_headers(os.environ.get("OTEL_RESOURCE_ATTRIBUTES"))
-    if os.environ.get("OTEL_SERVICE_NAME"):
-        resource["service.name"] = os.environ["OTEL_SERVICE_NAME"]
+    return cfg
+
+
+def resource_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if env is None else env
+    resource = parse_kv_list(env.get("OTEL_RESOURCE_ATTRIBUTES"), "resource attribute", [])
+    if env.get("OTEL_SERVICE_NAME", "").strip():
+        resource["service.name"] = env["OTEL_SERVICE_NAME"].strip()
     resource.setdefault("service.name", "obskit-logs")
-    return OtlpConfig(ep, parse_headers(_env("HEADERS")), parse_timeout(_env("TIMEOUT")), protocol, resource)
+    return resource
 
 
 def _any_value(pb: Any, v: Any, depth: int = 0) -> None:
@@ -178,11 +156,16 @@ def encode(records: list[LogRecord], resource: dict[str, str], paths: dict[str, 
 class OtlpExporter:
     """Bounded, non-blocking OTLP/HTTP log exporter (one background thread)."""
 
-    def __init__(self, cfg: OtlpConfig, paths: dict[str, str]) -> None:
+    def __init__(self, cfg: OtlpConfig, paths: dict[str, str], resource: dict[str, str] | None = None) -> None:
         # import the protobuf classes now, so a missing dependency is an error at start, not a silent drop
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2  # noqa: F401
 
+        from obskit.output import warn
+
+        for w in cfg.warnings:
+            warn(w)
         self.cfg = cfg
+        self.resource = resource_from_env() if resource is None else resource
         self.paths = paths
         self.q: queue.Queue[LogRecord | None] = queue.Queue(maxsize=QUEUE_MAX)
         self.sent = 0
@@ -228,33 +211,34 @@ class OtlpExporter:
         if now < self._down_until or (self._stop_at is not None and now > self._stop_at):
             self.failed += len(batch)
             return
+        from obskit.otlp.transport import ExportFailed, send
+
         try:
-            req = encode(batch, self.cfg.resource, self.paths)
+            req = encode(batch, self.resource, self.paths)
+            json_body = None
             if self.cfg.protocol == "http/json":
                 from google.protobuf.json_format import MessageToJson
 
-                body = MessageToJson(req).encode()
-                ctype = "application/json"
-            else:
-                body = req.SerializeToString()
-                ctype = "application/x-protobuf"
-            timeout = self.cfg.timeout
+                json_body = MessageToJson(req).encode()
+            timeout = self.cfg.timeout_s
             if self._stop_at is not None:
                 timeout = max(0.05, min(timeout, self._stop_at - now))
-            http_req = urllib.request.Request(self.cfg.endpoint, data=body, method="POST",
-                                              headers={"Content-Type": ctype, **self.cfg.headers})
             self.requests += 1
-            with urllib.request.urlopen(http_req, timeout=timeout) as resp:
-                resp.read()
+            send(self.cfg, req.SerializeToString(), time.monotonic() + timeout, json_body=json_body)
             self.sent += len(batch)
-        except Exception as e:
-            self.failed += len(batch)
-            self.last_error = f"{type(e).__name__}: {e}"
-            self._down_until = time.monotonic() + BACKOFF
+        except ExportFailed as e:
+            self._failed(batch, str(e))
+        except Exception as e:  # an encoder bug must not stop the reading
+            self._failed(batch, f"{type(e).__name__}: {e}")
+
+    def _failed(self, batch: list[LogRecord], error: str) -> None:
+        self.failed += len(batch)
+        self.last_error = error
+        self._down_until = time.monotonic() + BACKOFF
 
     def close(self, deadline: float | None = None) -> dict[str, Any]:
         """Flush what is queued within ``deadline`` seconds; return the counters."""
-        budget = self.cfg.timeout + 1.0 if deadline is None else deadline
+        budget = self.cfg.timeout_s + 1.0 if deadline is None else deadline
         self._stop_at = time.monotonic() + budget
         try:
             self.q.put(None, timeout=budget)
@@ -267,5 +251,5 @@ class OtlpExporter:
         return self.stats()
 
     def stats(self) -> dict[str, Any]:
-        return {"endpoint": self.cfg.endpoint, "protocol": self.cfg.protocol, "sent": self.sent, "failed": self.failed,
+        return {"endpoint": self.cfg.shown_endpoint, "protocol": self.cfg.protocol, "sent": self.sent, "failed": self.failed,
                 "dropped": self.dropped, "requests": self.requests, "last_error": self.last_error}

@@ -63,8 +63,9 @@ def trace(client: AgentClient, *, duration: float | None = None, as_json: bool =
 
 
 def _note(text: str) -> None:
-    sys.stderr.write(f"obskit: {text}\n")
-    sys.stderr.flush()
+    from obskit.output import info
+
+    info(text)
 
 
 def render(s: GCSummary) -> None:

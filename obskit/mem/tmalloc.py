@@ -92,6 +92,16 @@ def run(client: AgentClient, *, mode: str, interval: float, frames: int, limit: 
     )
 
 
-def stop(client: AgentClient) -> bool:
-    return bool(client.request("tm.stop").get("was_tracing"))
+@dataclass
+class TracemallocStopped:
+    """What `mem top --stop` did (its --json)."""
+
+    SCHEMA = "obskit.mem.tracemalloc.stop/1"
+
+    pid: int
+    was_tracing: bool
+
+
+def stop(client: AgentClient, pid: int) -> TracemallocStopped:
+    return TracemallocStopped(pid=pid, was_tracing=bool(client.request("tm.stop").get("was_tracing")))
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from obskit.errors import InputError
-from obskit.otel.encode import spans_from_json
-from obskit.otel.model import SpanRecord
+from obskit.tracing.encode import spans_from_json
+from obskit.tracing.model import SpanRecord
 
 
 @dataclass
@@ -85,6 +85,27 @@ def load(path: Path) -> tuple[list[tuple[dict[str, Any], SpanRecord]], int]:
             f"{path} is not an OTLP/JSON span file", "pass a file written by obskit trace or an OTLP file exporter"
         )
     return out, skipped
+
+
+def view_file(file: str | None, default: str, *, trace_id: str | None = None, last: int = 10) -> TraceView:
+    """`trace show [FILE]`: the traces of FILE (else the local span file ``default``).
+
+    A FILE given by name that holds nothing is an input error (a wrong path or an export that
+    never happened); the local span file being empty just means no spans yet.
+    """
+    path = Path(file) if file else Path(default)
+    items, skipped = load(path)
+    if file is not None and not items and not skipped and _blank(path):
+        raise InputError(f"{path} is empty: no spans in it", "pass a file written by obskit trace or an OTLP file exporter")
+    return build(str(path), items, trace_id=trace_id, last=last, skipped=skipped)
+
+
+def _blank(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return not f.read(65536).strip()
+    except OSError:
+        return False
 
 
 def build(

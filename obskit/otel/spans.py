@@ -1,22 +1,32 @@
-"""Creating spans: around a child command, one finished span, and spans a shell opens and closes."""
+"""Creating spans: around a child command, one finished span, and spans a shell opens and closes.
+
+What ``trace exec`` runs before its child is stdlib only and small (no rich, typer or
+protobuf): :func:`run_traced` is called both by the CLI and by the fast entry
+(:mod:`obskit.otel.fastexec`).
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import time
-from datetime import datetime
-from decimal import Decimal
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from obskit.errors import InputError, UsageError
-from obskit.otel.config import TraceConfig
 from obskit.otel.exec import ChildResult
-from obskit.otel.model import KINDS, SpanEvent, SpanRecord
-from obskit.otel.propagation import SpanContext, new_span_id, new_trace_id, parse_traceparent
-from obskit.otel.spool import Spool
 from obskit.redact import redact_argv
+from obskit.tracing.config import TraceConfig
+from obskit.tracing.model import KINDS, SpanEvent, SpanRecord
+from obskit.tracing.propagation import SpanContext, parse_traceparent
+from obskit.tracing.spool import Spool
+from obskit.tracing.tracer import context_of, new_span, notice
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from obskit.tracing.results import ExportResult, OpenedSpan
 
 
 def parse_attrs(items: list[str] | None) -> dict[str, Any]:
@@ -47,12 +57,9 @@ def check_kind(kind: str) -> str:
     return k
 
 
-_REL = re.compile(r"^([+-]?\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d)$")
-_UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
-
-
 def parse_time(text: str, now_ns: int | None = None) -> int:
-    """Epoch seconds (or ns), RFC 3339, ``now``, or relative to now (``-5s``, ``-2m``) -> ns."""
+    """Epoch seconds (or ms, us, ns), RFC 3339, ``now``, or relative to now in the one
+    duration grammar (:mod:`obskit.durations`: ``-5s``, ``-2m``, ``+250ms``) -> ns."""
     ns = _parse_time(text, time.time_ns() if now_ns is None else now_ns)
     if not 0 <= ns < 2**63:  # OTLP times are unsigned 64-bit ns; collectors read them as int64
         raise InputError(
@@ -61,14 +68,24 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
     return ns
 
 
+_EPOCH = r"\d+(\.\d+)?"
+_RELATIVE = r"[+-]?\s*(\d+(\.\d*)?|\.\d+)\s*[a-zµ]+"
+
+
 def _parse_time(text: str, now_ns: int) -> int:
+    from decimal import Decimal
+
     t = text.strip()
     if t.lower() == "now":
         return now_ns
-    m = _REL.match(t)
-    if m:
-        return now_ns + int(Decimal(m.group(1)) * _UNITS[m.group(2)])
-    if re.fullmatch(r"\d+(\.\d+)?", t):
+    if re.fullmatch(_RELATIVE, t, re.IGNORECASE) or (t[:1] in "+-" and re.fullmatch(_EPOCH, t[1:].strip())):
+        from obskit.durations import parse_duration_ns
+
+        try:
+            return now_ns + parse_duration_ns(t, option="time", signed=True)
+        except UsageError as e:
+            raise InputError(e.message, "use epoch seconds, RFC 3339 (2026-01-02T03:04:05Z) or -5s") from None
+    if re.fullmatch(_EPOCH, t):
         value = Decimal(t)
         if value > 10**17:  # already nanoseconds
             return int(value)
@@ -77,6 +94,8 @@ def _parse_time(text: str, now_ns: int) -> int:
         if value > 10**11:  # milliseconds
             return int(value * 10**6)
         return int(value * 10**9)
+    from datetime import datetime
+
     iso = t.replace("Z", "+00:00").replace("z", "+00:00")
     frac_ns = 0
     frac = re.search(r"\.(\d+)", iso)
@@ -92,27 +111,6 @@ def _parse_time(text: str, now_ns: int) -> int:
     if dt.tzinfo is None:
         dt = dt.astimezone()
     return int(dt.timestamp()) * 10**9 + frac_ns
-
-
-def new_span(cfg: TraceConfig, name: str, parent: SpanContext | None, kind: str = "internal") -> SpanRecord:
-    """A span with fresh ids, child of ``parent``; the sampler decides its flag."""
-    trace_id = parent.trace_id if parent else new_trace_id()
-    sampled = cfg.sampler.should_sample(trace_id, parent)
-    return SpanRecord(
-        name=name,
-        trace_id=trace_id,
-        span_id=new_span_id(),
-        parent_span_id=parent.span_id if parent else "",
-        kind=kind,
-        start_ns=time.time_ns(),
-        tracestate=parent.tracestate if parent else "",
-        flags=1 if sampled else 0,
-        remote_parent=parent is not None,
-    )
-
-
-def context_of(s: SpanRecord) -> SpanContext:
-    return SpanContext(s.trace_id, s.span_id, s.flags, s.tracestate)
 
 
 def finish_exec(span: SpanRecord, child: ChildResult) -> SpanRecord:
@@ -217,5 +215,171 @@ def open_span_for(store: Spool, ctx: SpanContext | None) -> SpanRecord | None:
     return load_open(store, ctx.traceparent())
 
 
-def state_path(cfg: TraceConfig) -> Path:
-    return Path(cfg.state_dir)
+# --- trace exec --------------------------------------------------------------------------
+
+
+def run_traced(
+    cfg: TraceConfig,
+    command: Sequence[str],
+    *,
+    name: str | None = None,
+    attrs: list[str] | None = None,
+    kind: str = "internal",
+    template: bool = True,
+) -> int:
+    """Run ``command`` as a child inside a span, export the span, return the exit code.
+
+    Everything before the child is checked first (a bad option never runs it), the child
+    starts before any export code runs, and the export after it is bounded by the config's
+    timeout; what cannot be sent is spooled.  Stderr is written only after the child ends.
+    """
+    from obskit.otel import exec as child_exec
+    from obskit.tracing import propagation
+
+    span_kind = check_kind(kind)
+    attributes = parse_attrs(attrs)
+    span = new_span(cfg, name or command[0], propagation.from_env(), span_kind)
+    tp = context_of(span).traceparent()
+    # Not recording (OTEL_SDK_DISABLED): the caller's context passes through untouched.
+    env = propagation.child_env(None if cfg.sdk_disabled else context_of(span))
+    argv = [a.replace("{{traceparent}}", tp) for a in command] if template else list(command)
+    child = child_exec.run(argv, env)
+    lines = [child.error] if child.error else []
+    span.attributes.update(attributes)
+    finish_exec(span, child)
+    lines.extend(cfg.warnings)
+    if lines:
+        from obskit.output import warn
+
+        for line in lines:
+            warn(line)
+    try:
+        from obskit.tracing import export
+
+        notice(export.send_spans(cfg, [span]))
+    except Exception as e:  # the command's exit code matters more than its span
+        from obskit.output import warn
+
+        warn(f"trace export failed: {type(e).__name__}: {e}")
+    return child.exit_code
+
+
+# --- the other `trace` commands: one function each, called by commands/trace.py ----------
+
+
+def check_status(value: str) -> str:
+    v = value.strip().lower()
+    if v not in ("ok", "error", "unset"):
+        raise UsageError(f"unknown status {value!r}", "use ok, error or unset")
+    return v
+
+
+def end_with(record: SpanRecord, status: str, message: str, attrs: list[str] | None) -> None:
+    """--status, --message and --attr of a span being ended (`span --start` and `span end`)."""
+    record.status = check_status(status)
+    record.status_message = message if record.status == "error" else ""
+    record.attributes.update(parse_attrs(attrs))
+
+
+def deliver_one(cfg: TraceConfig, record: SpanRecord) -> ExportResult:
+    """Export one ended span; the result names it, traceparent included."""
+    from obskit.tracing import export
+
+    result = export.deliver(cfg, [record])
+    result.trace_id, result.span_id = record.trace_id, record.span_id
+    result.traceparent = context_of(record).traceparent()
+    return result
+
+
+def record_finished(
+    cfg: TraceConfig,
+    name: str | None,
+    start: str | None,
+    end: str | None,
+    *,
+    status: str = "ok",
+    message: str = "",
+    attrs: list[str] | None = None,
+    kind: str = "internal",
+) -> ExportResult:
+    """`trace span --name N --start T [--end T]`: one finished span, exported."""
+    from obskit.tracing import propagation
+
+    if not name or not start:
+        raise UsageError(
+            "`trace span` needs --name and --start (or a subcommand: start, end)",
+            "e.g. obskit trace span --name build --start -30s --end now",
+        )
+    record = new_span(cfg, name, propagation.from_env(), check_kind(kind))
+    record.start_ns = parse_time(start)
+    record.end_ns = parse_time(end or "now")
+    if record.end_ns < record.start_ns:
+        raise UsageError("--end is before --start", "swap them, or use relative times like --start -5s")
+    end_with(record, status, message, attrs)
+    return deliver_one(cfg, record)
+
+
+def start_open(cfg: TraceConfig, name: str, *, attrs: list[str] | None = None, kind: str = "internal") -> OpenedSpan:
+    """`trace span start`: a span kept open in the state directory until `span end`."""
+    from obskit.errors import Unavailable
+    from obskit.tracing import propagation
+    from obskit.tracing.results import OpenedSpan
+
+    record = new_span(cfg, name, propagation.from_env(), check_kind(kind))
+    record.attributes.update(parse_attrs(attrs))
+    try:
+        save_open(Spool(Path(cfg.state_dir)), record)
+    except OSError as e:
+        raise Unavailable(
+            f"cannot keep the open span in {cfg.state_dir}: {e}",
+            "set OBSKIT_TRACE_DIR to a writable directory of yours",
+        ) from None
+    return OpenedSpan(
+        traceparent=context_of(record).traceparent(),
+        trace_id=record.trace_id,
+        span_id=record.span_id,
+        sampled=bool(record.flags & 1),
+        name=name,
+    )
+
+
+def end_open(
+    cfg: TraceConfig, traceparent: str | None, *, status: str = "ok", message: str = "", attrs: list[str] | None = None
+) -> ExportResult:
+    """`trace span end`: end the open span named by ``traceparent`` (else $TRACEPARENT) and export it."""
+    store = Spool(Path(cfg.state_dir))
+    record = load_open(store, traceparent or os.environ.get("TRACEPARENT"))
+    record.end_ns = time.time_ns()
+    end_with(record, status, message, attrs)
+    result = deliver_one(cfg, record)
+    store.drop_open(record.span_id)
+    return result
+
+
+def add_event(cfg: TraceConfig, name: str, *, traceparent: str | None = None, attrs: list[str] | None = None) -> ExportResult:
+    """`trace event`: an event on the open span named by TRACEPARENT, else a zero-length span."""
+    from obskit.tracing import export, propagation
+
+    store = Spool(Path(cfg.state_dir))
+    raw = traceparent or os.environ.get("TRACEPARENT")
+    ctx = propagation.parse_traceparent(raw)
+    if raw and ctx is None and traceparent:
+        raise InputError(f"not a traceparent: {traceparent[:60]!r}", "expected 00-<32 hex>-<16 hex>-<2 hex>")
+    attributes = parse_attrs(attrs)
+    open_span = open_span_for(store, ctx)
+    if open_span is not None:
+        from obskit.tracing.results import ExportResult
+
+        open_span.add_event(name, attributes)
+        save_open(store, open_span)
+        result = ExportResult(destination=f"open span {open_span.span_id}", spans=0)
+        result.trace_id, result.span_id = open_span.trace_id, open_span.span_id
+        return result
+    record = new_span(cfg, name, ctx)
+    record.end_ns = record.start_ns = time.time_ns()
+    record.attributes.update(attributes)
+    record.attributes["obskit.event"] = True
+    record.status = "ok"
+    result = export.deliver(cfg, [record])
+    result.trace_id, result.span_id = record.trace_id, record.span_id
+    return result

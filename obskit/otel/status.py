@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from obskit.otel import export, propagation, spans
-from obskit.otel.config import TraceConfig
-from obskit.otel.model import ExportResult
-from obskit.otel.spool import Spool
+from obskit.errors import ObskitError
+from obskit.tracing import export, propagation, tracer
+from obskit.tracing.config import TraceConfig
+from obskit.tracing.results import ExportResult
+from obskit.tracing.spool import Spool
 
 
 @dataclass
@@ -27,7 +28,7 @@ class TraceStatus:
 
 
 def check(cfg: TraceConfig) -> TraceStatus:
-    record = spans.new_span(cfg, "obskit.trace.status", propagation.from_env())
+    record = tracer.new_span(cfg, "obskit.trace.status", propagation.from_env())
     record.flags |= 1  # a test span is always sent, whatever the sampler says
     record.attributes["obskit.test_span"] = True
     record.end_ns = time.time_ns()
@@ -36,18 +37,20 @@ def check(cfg: TraceConfig) -> TraceStatus:
     result = ExportResult(destination=cfg.destination, spans=1)
     started = time.monotonic()
     if cfg.endpoint:
-        error = export._send_bounded(cfg, export.encode.to_bytes([record], cfg.resource), cfg.timeout_s)
+        error = cfg.endpoint_problem() or export._send_bounded(
+            cfg, export.encode.to_bytes([record], cfg.resource), cfg.timeout_s
+        )
         result.sent = 0 if error else 1
         result.error = error
         if error:
-            Spool(Path(cfg.state_dir)).record_error(cfg.endpoint, error, 0)
+            Spool(Path(cfg.state_dir)).record_error(cfg.destination, error, 0)
     else:
         # The local file: check it can be written, without adding a test trace to it.
         try:
             export.append_span_file(Path(cfg.output), b"", private_dir=export.own_file(cfg))
             result.sent = 1
-        except OSError as e:
-            result.error = f"cannot write {cfg.output}: {e.strerror or e}"
+        except (OSError, ObskitError) as e:
+            result.error = export._file_error(cfg, e)
     result.seconds = time.monotonic() - started
     result.trace_id, result.span_id = record.trace_id, record.span_id
     store = Spool(Path(cfg.state_dir))
@@ -66,7 +69,7 @@ def check(cfg: TraceConfig) -> TraceStatus:
         spooled_bytes=store.pending_bytes(),
         dropped_spans=store.counters().get("dropped_spans", 0),
         open_spans=opened,
-        last_errors=store.errors()[-5:],
+        last_errors=[_redacted_error(e) for e in store.errors()[-5:]],
     )
 
 
@@ -115,3 +118,10 @@ def render(st: TraceStatus) -> None:
         for e in st.last_errors:
             when = datetime.fromtimestamp(float(e.get("time", 0))).strftime("%Y-%m-%d %H:%M:%S")
             con.print(f"  {when}  {escape(str(e.get('error', '')))}")
+
+
+def _redacted_error(entry: dict[str, Any]) -> dict[str, Any]:
+    """An error-log entry safe to print (entries written before redaction may hold a password)."""
+    from obskit.redact import redact_text
+
+    return {k: redact_text(v) if isinstance(v, str) else v for k, v in entry.items()}

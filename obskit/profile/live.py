@@ -119,9 +119,10 @@ class TopSession:
 
     def start(self) -> None:
         if self._sampler is None:
-            from obskit.profile.sampler import LiveSampler
+            from obskit.profile.sampler import LiveSampler, SamplerConfig
 
-            self._sampler = LiveSampler(self.pid, subprocesses=self.subprocesses, proc_root=str(self.fs.root),
+            self._sampler = LiveSampler(self.pid, SamplerConfig(subprocesses=self.subprocesses,
+                                                                proc_root=str(self.fs.root)),
                                         on_warning=self._on_warning)
         self._started_at = time.time()
         self._prime_stats()

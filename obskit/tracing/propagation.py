@@ -9,21 +9,40 @@ ignored, never propagated.  The values are untrusted input: they are length-capp
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEXDIGITS = frozenset("0123456789abcdef")
 _TRACESTATE_MAX = 512  # W3C: 32 list members; keep the carrier small
 _BAGGAGE_MAX = 8192  # W3C baggage limit
 
 
-@dataclass(frozen=True)
 class SpanContext:
+    """A W3C trace context: the parent of a span, or what a child inherits (immutable)."""
+
+    __slots__ = ("flags", "span_id", "trace_id", "tracestate")
     trace_id: str  # 32 lowercase hex
     span_id: str  # 16 lowercase hex
-    flags: int = 1
-    tracestate: str = ""
+    flags: int
+    tracestate: str
+
+    def __init__(self, trace_id: str, span_id: str, flags: int = 1, tracestate: str = "") -> None:
+        for key, value in (("trace_id", trace_id), ("span_id", span_id), ("flags", flags), ("tracestate", tracestate)):
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError(f"SpanContext is immutable (cannot set {key})")
+
+    def _key(self) -> tuple[str, str, int, str]:
+        return (self.trace_id, self.span_id, self.flags, self.tracestate)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SpanContext) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "SpanContext(trace_id={!r}, span_id={!r}, flags={!r}, tracestate={!r})".format(*self._key())
 
     @property
     def sampled(self) -> bool:
@@ -31,6 +50,10 @@ class SpanContext:
 
     def traceparent(self) -> str:
         return format_traceparent(self.trace_id, self.span_id, self.flags)
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in _HEXDIGITS for c in text)
 
 
 def new_trace_id() -> str:
@@ -60,16 +83,16 @@ def parse_traceparent(value: str | None, tracestate: str | None = None) -> SpanC
     if len(parts) < 4:
         return None
     version, trace_id, span_id, flags = parts[0], parts[1], parts[2], parts[3]
-    if len(version) != 2 or not _HEX.match(version) or version == "ff":
+    if len(version) != 2 or not _is_hex(version) or version == "ff":
         return None
     # Version 00 has exactly four fields; a future version may append more (W3C §3.2.4).
     if version == "00" and len(parts) != 4:
         return None
-    if len(trace_id) != 32 or not _HEX.match(trace_id) or trace_id == "0" * 32:
+    if len(trace_id) != 32 or not _is_hex(trace_id) or trace_id == "0" * 32:
         return None
-    if len(span_id) != 16 or not _HEX.match(span_id) or span_id == "0" * 16:
+    if len(span_id) != 16 or not _is_hex(span_id) or span_id == "0" * 16:
         return None
-    if len(flags) != 2 or not _HEX.match(flags):
+    if len(flags) != 2 or not _is_hex(flags):
         return None
     return SpanContext(trace_id, span_id, int(flags, 16), clean_tracestate(tracestate))
 

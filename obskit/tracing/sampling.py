@@ -8,9 +8,7 @@ that both agree trace id by trace id).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from obskit.otel.propagation import SpanContext
+from obskit.tracing.propagation import SpanContext
 
 SAMPLERS = (
     "always_on",
@@ -23,10 +21,29 @@ SAMPLERS = (
 _LIMIT = (1 << 64) - 1
 
 
-@dataclass(frozen=True)
 class Sampler:
-    name: str = "parentbased_always_on"
-    ratio: float = 1.0
+    """One of the OTEL_TRACES_SAMPLER samplers (immutable; a plain class, not a dataclass:
+    ``trace exec`` imports this before its child starts)."""
+
+    __slots__ = ("name", "ratio")
+    name: str
+    ratio: float
+
+    def __init__(self, name: str = "parentbased_always_on", ratio: float = 1.0) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "ratio", ratio)
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError(f"Sampler is immutable (cannot set {key})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sampler) and (self.name, self.ratio) == (other.name, other.ratio)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.ratio))
+
+    def __repr__(self) -> str:
+        return f"Sampler(name={self.name!r}, ratio={self.ratio!r})"
 
     @property
     def bound(self) -> int:

@@ -14,13 +14,14 @@ delivered, so two concurrent flushes never send the same batch twice.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # (not typing.TYPE_CHECKING: importing typing costs trace exec a few ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 SPOOL_MAX_BYTES = 16 * 1024 * 1024
 SPOOL_MAX_FILES = 1000
@@ -57,9 +58,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-@dataclass
 class Spool:
-    root: Path
+    """The state directory: unsent batches, open spans, export errors."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"Spool({self.root!r})"
 
     @property
     def spool_dir(self) -> Path:
@@ -132,6 +140,7 @@ class Spool:
     # --- counters and errors --------------------------------------------------------
     def counters(self) -> dict[str, int]:
         try:
+            import json  # here, not at the top: `trace exec` to a collector never needs it
             data = json.loads((self.root / "counters.json").read_text())
             return {k: int(v) for k, v in data.items()}
         except (OSError, ValueError, AttributeError):
@@ -140,12 +149,19 @@ class Spool:
     def count_dropped(self, n: int) -> None:
         c = self.counters()
         c["dropped_spans"] = c.get("dropped_spans", 0) + n
+        import json
         write_atomic(ensure_dir(self.root) / "counters.json", json.dumps(c).encode())
 
     def record_error(self, destination: str, error: str, spans: int) -> None:
         path = ensure_dir(self.root) / "errors.jsonl"
         entries = self.errors()[-(ERRORS_KEPT - 1) :]
-        entries.append({"time": time.time(), "destination": destination, "error": error, "spans": spans})
+        from obskit.redact import redact_text
+
+        # What is stored is what `trace status` prints: no password or token from an endpoint.
+        entries.append(
+            {"time": time.time(), "destination": redact_text(destination), "error": redact_text(error), "spans": spans}
+        )
+        import json
         write_atomic(path, "".join(json.dumps(e) + "\n" for e in entries).encode())
 
     def errors(self) -> list[dict[str, Any]]:
@@ -158,11 +174,13 @@ class Spool:
     # --- open spans (trace span start / end) -----------------------------------------
     def save_open(self, span_id: str, state: dict[str, Any]) -> None:
         self.prune_open()
+        import json
         write_atomic(ensure_dir(self.open_dir) / f"{span_id}.json", json.dumps(state).encode())
 
     def load_open(self, span_id: str) -> dict[str, Any] | None:
         """The saved state of an open span; None when missing or damaged (a half-written or edited file)."""
         try:
+            import json
             data = json.loads((self.open_dir / f"{span_id}.json").read_text())
         except (OSError, ValueError):
             return None
@@ -216,6 +234,7 @@ class Spool:
 
 def _json_or_none(line: str) -> Any:
     try:
+        import json
         return json.loads(line)
     except ValueError:
         return None
