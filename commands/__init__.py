@@ -45,7 +45,7 @@ COMMANDS: dict[str, str] = {
     "gc": "GC collections per generation, pauses, thresholds and advice (needs the obskit agent in the target).",
     "run": "Run a Python command with the obskit agent loaded (for `obskit gc`, `mem top`, `mem diff`).",
     "logs": "Follow, parse, filter and summarise incident logs.",
-    "serve": "Prometheus metrics of every Python process here (never-blocking scrape); continuous profiles to Pyroscope.",
+    "serve": "Serve Prometheus metrics of every Python process here; push continuous profiles to Pyroscope.",
     "trace": "OpenTelemetry traces from the terminal (exec, span, event) and of obskit's own work.",
 }
 

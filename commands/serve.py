@@ -179,12 +179,12 @@ def _slice(pid: int, seconds: float, stop: threading.Event, max_overhead: float,
 
     from obskit.errors import ObskitError
     from obskit.profile.pprof import encode_pprof
-    from obskit.profile.sampler import record
+    from obskit.profile.sampler import SamplerConfig, record
     from obskit.serve.profiling import Slice
 
     t0 = time.time()
     try:
-        rec = record(pid, duration=seconds, stop_event=stop, max_overhead=max_overhead, proc_root=proc_root)
+        rec = record(pid, SamplerConfig(max_overhead=max_overhead, proc_root=proc_root), duration=seconds, stop_event=stop)
     except ObskitError:
         return None
     t1 = time.time()
