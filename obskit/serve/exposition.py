@@ -104,7 +104,9 @@ class Renderer:
                 cg = snap.cgroups.get(p.cgroup_key)
                 if cg is None:
                     continue
-                if cg.throttle_level and cg.throttle_level not in levels_seen and cg.periods is not None:
+                # Throttling counts only where a quota binds (elsewhere cpu.stat says nothing useful).
+                if cg.cpu_quota_cores is not None and cg.throttle_level and cg.throttle_level not in levels_seen \
+                        and cg.periods is not None:
                     levels_seen.add(cg.throttle_level)
                     acc.update("periods", g, cg.throttle_level, cg.periods)
                     acc.update("throttled", g, cg.throttle_level, cg.throttled_periods or 0)
