@@ -118,6 +118,12 @@ def main() -> int:
             print(f"  {name:6} profiling {'on ' if url else 'off'}: scrape p50 {r['p50'] * 1e3:6.2f} ms  "
                   f"p99 {r['p99'] * 1e3:6.2f} ms  ({r['scrapes']} scrapes)  obskit CPU {r['cpu'] * 100:5.2f} % of a core  "
                   f"RSS {r['rss'] / 2**20:5.1f} MB")
+        # Peer: a plain static HTTP server (python -m http.server) serving bytes of the same size, scraped
+        # the same way in the same run: what this machine's scheduling alone costs a scrape.
+        body = results["off-2"]["body"]
+        peer = _peer(tmp, body, seconds)
+        print(f"  peer   static http.server, same {len(body) // 1024} KiB body: scrape p50 {peer[0] * 1e3:6.2f} ms  "
+              f"p99 {peer[1] * 1e3:6.2f} ms")
         if not recv.received:
             raise SystemExit("profiling window: no profile reached the receiver")
         profiled = {int(i.labels.get("pid", "0")) for i in recv.received}
@@ -140,6 +146,43 @@ def main() -> int:
             t.kill()
             t.wait()
     return 0
+
+
+def _scrapes(url: str, seconds: float) -> list[float]:
+    lat: list[float] = []
+    end = time.monotonic() + seconds
+    next_at = time.monotonic()
+    while time.monotonic() < end:
+        s = time.perf_counter()
+        urllib.request.urlopen(url, timeout=5).read()
+        lat.append(time.perf_counter() - s)
+        next_at += 0.1
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    lat.sort()
+    return lat
+
+
+def _peer(tmp: Path, body: bytes, seconds: float) -> tuple[float, float]:
+    d = tmp / "peer"
+    d.mkdir(exist_ok=True)
+    (d / "metrics").write_bytes(body)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", "-b", "127.0.0.1", "-d", str(d), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        lat = _scrapes(url, seconds)
+    finally:
+        proc.kill()
+        proc.wait()
+    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
 def _run(pids: list[int], files: list[Path], seconds: float, url: str | None) -> dict:
@@ -167,18 +210,11 @@ def _run(pids: list[int], files: list[Path], seconds: float, url: str | None) ->
             raise SystemExit(f"serve never listed all {len(pids)} targets")
         c0, t0 = cpu_of(proc.pid), time.monotonic()
         n0 = counts(files)
-        lat: list[float] = []
-        end = t0 + seconds
-        next_at = t0
-        while time.monotonic() < end:
-            s = time.perf_counter()
-            urllib.request.urlopen(murl, timeout=5).read()
-            lat.append(time.perf_counter() - s)
-            next_at += 0.1
-            time.sleep(max(0.0, next_at - time.monotonic()))
+        lat = _scrapes(murl, seconds)
         n1 = counts(files)
         c1, t1 = cpu_of(proc.pid), time.monotonic()
         rss = rss_of(proc.pid)
+        body = urllib.request.urlopen(murl, timeout=5).read()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -187,9 +223,8 @@ def _run(pids: list[int], files: list[Path], seconds: float, url: str | None) ->
             proc.kill()
             proc.wait()
     rates = [(b[0] - a[0]) / max(1e-6, b[1] - a[1]) for a, b in zip(n0, n1)]
-    lat.sort()
     return {"p50": lat[len(lat) // 2], "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "scrapes": len(lat),
-            "cpu": (c1 - c0) / (t1 - t0), "rss": rss, "rates": rates}
+            "cpu": (c1 - c0) / (t1 - t0), "rss": rss, "rates": rates, "body": body}
 
 
 if __name__ == "__main__":
