@@ -231,3 +231,30 @@ def test_non_loopback_listen_warns_and_sigterm_exits_cleanly(spawn_python: objec
 def test_help_stays_light() -> None:
     res = run_obskit("serve", "--help", timeout=60)
     assert res.exit_code == 0 and "--profile-to" in res.stdout
+
+
+def test_spool_is_bounded_private_and_replays_oldest_first(tmp_path: Path) -> None:
+    import gzip
+    import stat
+
+    from pyroscope_receiver import Receiver
+
+    from obskit.serve.pyroscope import Push, Pusher
+
+    down = Receiver().start()
+    url = down.url
+    down.stop()  # connection refused
+    pusher = Pusher(url, tmp_path / "spool", max_files=3, timeout=2)
+    for i in range(5):
+        assert pusher.push(Push("svc", {"role": "plain"}, 1000.0 + 10 * i, 1005.0 + 10 * i, 100, gzip.compress(b"pprof"))) is False
+    files = pusher.spooled_files()
+    assert len(files) == 3 and pusher.stats.dropped == {"spool-full": 2}
+    assert stat.S_IMODE((tmp_path / "spool").stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    up = Receiver(port=int(url.rsplit(":", 1)[1])).start()
+    try:
+        assert pusher.replay() == 3
+        assert [r.start for r in up.received] == [1020, 1030, 1040]  # the two oldest were dropped
+        assert not pusher.spooled_files()
+    finally:
+        up.stop()
