@@ -19,12 +19,12 @@ if TYPE_CHECKING:
 OutputOpt = Annotated[
     Optional[list[str]],
     typer.Option("--output", "-o", help="Output file; the format follows the name (.html .speedscope.json .collapsed "
-                 ".pb.gz .json). Repeat for several.", show_default=False),
+                 ".pb.gz .trace.json .json). Repeat for several.", show_default=False),
 ]
 FormatOpt = Annotated[
     Optional[str],
     typer.Option("--format", "-f", help="Format for every -o instead of the file name: html, speedscope, collapsed, "
-                 "pprof, json.", show_default=False),
+                 "pprof, trace-event, json.", show_default=False),
 ]
 TopOpt = Annotated[int, typer.Option("--top", "-n", min=1, max=1000, help="Functions in the table.")]
 
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
     @sub.command("show")
     def show_cmd(
         file: Annotated[str, typer.Argument(help="A saved profile: obskit .json, speedscope JSON, py-spy raw / "
-                                            "folded stacks, pprof.")],
+                                            "folded stacks, pprof, Chrome trace JSON.")],
         output: OutputOpt = None,
         fmt: FormatOpt = None,
         top: TopOpt = 20,
@@ -131,8 +131,9 @@ def register(app: typer.Typer) -> None:
             if output:
                 from obskit.profile.html import render_diff_html
 
-                written.append(OutputFile(output, "html", _write_checked(output, lambda: render_diff_html(pb, pn),
-                                                                        write_bytes)))
+                notes: list[str] = []
+                size = _write_checked(output, lambda: render_diff_html(pb, pn, notes=notes), write_bytes)
+                written.append(OutputFile(output, "html", size, [f"{output}: {n}" for n in notes]))
         emit(DiffReport(d, written), as_json, lambda r: print_diff(r, top=top))
 
     app.add_typer(sub)
@@ -190,8 +191,10 @@ def write_outputs(prof: Profile, plan: list[tuple[str, str]], *, keep: bool = Fa
     failed: list[ObskitError] = []
     for path, f in plan:
         try:
-            data = render(prof, f)
-            written.append(OutputFile(path, f, write_or_keep(path, data) if keep else write_bytes(path, data)))
+            notes: list[str] = []  # what the file leaves out (a pruned flame graph says so)
+            data = render(prof, f, notes)
+            written.append(OutputFile(path, f, write_or_keep(path, data) if keep else write_bytes(path, data),
+                                      [f"{path}: {n}" for n in notes]))
         except OSError as e:  # noqa: PERF203 - one failed output must not stop the others
             failed.append(InputError(f"cannot write {path}: {e.strerror or e}", "check the directory"))
             warn(failed[-1].message)

@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -426,10 +427,15 @@ def test_html_prunes_small_frames_and_reports_share(tmp_path: Path) -> None:
     data = _data(page.decode())
     assert data["minCount"] == 103 and data["pruned"] == 3000
     names = {data["strings"][data["funcs"][3 * run[i]]] for run in data["roots"] for i in range(4, len(run), 4)}
-    assert names == {"main", "big"}
-    out = _viewer(page, tmp_path, [{"op": "hover", "text": "main"}])
-    assert "pruned 2.9% of samples (subtrees under 103 samples)" in out["steps"][0]["status"]
-    assert "pruned 3,000 samples in frames below the threshold" in out["steps"][1]["tooltip"]
+    # The 1000 tiny frames are one [other] frame beside "big": the level keeps its shape.
+    assert names == {"main", "big", "[other]"}
+    main_run = data["roots"][0]
+    kids = {data["strings"][data["funcs"][3 * main_run[i]]]: main_run[i + 2] for i in range(8, len(main_run), 4)}
+    assert kids == {"big": 100_000, "[other]": 3000}
+    assert any("2.9% of samples end in an [other] frame (frames under 103 samples" in w for w in data["warnings"])
+    out = _viewer(page, tmp_path, [{"op": "hover", "text": "[ot\u2026"}])  # 35 px wide: the label is cut
+    assert "pruned 2.9% of samples (subtrees under 103 samples, merged into [other])" in out["steps"][0]["status"]
+    assert "frames under 103 samples each, merged (too many to draw)" in out["steps"][1]["tooltip"]
     # Without pruning, everything is kept.
     assert _data(render_html(prof, min_share=0).decode())["pruned"] == 0
 
@@ -570,7 +576,15 @@ def test_write_never_replaces_a_fifo_or_a_symlink(tmp_path: Path) -> None:
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
-    write_profile(rich_profile(), str(fifo), "collapsed")
+    deadline = time.monotonic() + 30
+    while True:  # until the reader thread has opened its end (a busy machine may take a while)
+        try:
+            write_profile(rich_profile(), str(fifo), "collapsed")
+            break
+        except InputError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     reader.join(30)
     assert got and b";" in got[0] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
     real = tmp_path / "real.json"
@@ -613,6 +627,7 @@ def _umask() -> int:
 
 HOT_TARGET = """
 import threading
+import time
 def crunch_numbers():
     total = 0
     for i in range(200_000):
@@ -643,14 +658,15 @@ def test_real_recording_in_every_format(spawn_python: Callable[..., Target], tmp
     assert prof.top_functions(1)[0].name == "crunch_numbers"
     outs = {fmt: tmp_path / f"p.{ext}" for fmt, ext in
             (("html", "html"), ("speedscope", "speedscope.json"), ("collapsed", "collapsed"), ("pprof", "pb.gz"),
-             ("json", "json"))}
+             ("trace-event", "trace.json"), ("json", "json"))}
     for path in outs.values():
         write_profile(prof, str(path))
-    for fmt in ("speedscope", "collapsed", "pprof", "json"):
+    for fmt in ("speedscope", "collapsed", "pprof", "trace-event", "json"):
         back = load_profile(str(outs[fmt]))
         assert back.total_samples == prof.total_samples, fmt
         assert back.top_functions(1)[0].name == "crunch_numbers", fmt
     _validate_speedscope(json.loads(outs["speedscope"].read_text()))
+    _validate_trace(json.loads(outs["trace-event"].read_text()))
     assert _go_pprof_top(outs["pprof"])[0] == "crunch_numbers"
     data = _data(outs["html"].read_text())
     assert "crunch_numbers" in data["strings"] and data["total"] == prof.total_samples
@@ -664,3 +680,252 @@ def test_help_text_mentions_nothing_heavy() -> None:
             "'opentelemetry') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]", r.stderr
+
+
+# -- budgets: hostile inputs cost bounded memory and end in one line, exit 9 -------------
+
+def _bomb() -> bytes:
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"\0" * (1 << 20)
+    return b"".join([c.compress(block) for _ in range(1024)] + [c.flush()])  # ~1 MB expanding to 1 GiB
+
+
+def _deep_json(depth: int) -> bytes:
+    return b'{"traceEvents": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def _speedscope_with(weights: list[Any]) -> bytes:
+    doc = {"$schema": "https://www.speedscope.app/file-format-schema.json", "shared": {"frames": [{"name": "f"}]},
+           "profiles": [{"type": "sampled", "name": "t", "unit": "seconds", "startValue": 0, "endValue": 1,
+                         "samples": [[0]] * len(weights), "weights": weights}]}
+    return json.dumps(doc).encode().replace(b'"INF"', b"1e999").replace(b'"NAN"', b"NaN")
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("bomb.pb.gz", _bomb(), "expands to more than 128 MiB"),
+    ("deep.json", _deep_json(100_000), "nested deeper"),
+    ("deep-list.json", b"[" * 100_000 + b"]" * 100_000, "nested deeper"),
+    ("huge-weight.speedscope.json", _speedscope_with([1e308]), "weight"),
+    ("inf-weight.speedscope.json", _speedscope_with(["INF"]), "weight"),
+    ("nan-weight.speedscope.json", _speedscope_with(["NAN"]), "weight"),
+    ("inf-line.json", b'{"schema": "obskit.profile/1", "frames": [["f", "a.py", 1e999]], "samples": []}', "malformed"),
+    ("huge-count.collapsed", b"a;b 1" + b"0" * 5000 + b"\n", "line 1"),
+    ("long-line.collapsed", b"a;b 1\n" + b"x;" * (9 << 20) + b"y 1\n", "line 2 is longer than 16 Mi characters"),
+    ("loop.trace.json", b'{"traceEvents": [], "stackFrames": {"1": {"name": "a", "parent": "2"}, '
+                        b'"2": {"name": "b", "parent": "1"}}, "samples": [{"tid": 1, "ts": 0, "name": "c", "sf": "1"}]}',
+     "own ancestor"),
+    ("inf-trace.trace.json", b'{"traceEvents": [{"name": "f", "ph": "X", "ts": 0, "dur": 1e999, "pid": 1, "tid": 1}]}',
+     "out of range"),
+])
+def test_hostile_inputs_are_bounded_one_line_errors(tmp_path: Path, cli: Callable[..., Any], name: str,
+                                                    content: bytes, words: str) -> None:
+    import resource
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for args in (["profile", "show", str(path)], ["profile", "diff", str(path), str(path)]):
+        r = cli(*args)
+        assert r.exit_code == ExitCode.INPUT, (r.exit_code, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and "Traceback" not in r.stderr, r.stderr
+    # The bomb expands 1 GiB; the budget stops it at 128 MiB (+ the interpreter and the test process).
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 400
+
+
+# -- values in time units add up to the sampled time -------------------------------------
+
+def _single_thread(samples: int, rate: float, duration: float) -> Profile:
+    prof = make_profile({("main", "spin"): samples * 7 // 10, ("main", "other"): samples - samples * 7 // 10},
+                        rate=100.0)
+    prof.metadata.effective_rate, prof.metadata.duration_s = rate, duration
+    return prof
+
+
+def _go_pprof(path: Path, *args: str) -> str:
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("go is not installed: `go tool pprof` cannot be run")
+    r = subprocess.run([go, "tool", "pprof", *args, str(path)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "HOME": str(path.parent), "PPROF_TMPDIR": str(path.parent)})
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.mark.parametrize(("samples", "rate", "duration"), [
+    (307, 50.0, 6.14),  # 307 samples at 50 Hz are 6.14 s: 100 %
+    (326, 50.0, 6.14),  # more samples than 6.14 s holds at that rate (counted twice): scaled to the duration
+])
+def test_pprof_total_is_the_sampled_time(tmp_path: Path, samples: int, rate: float, duration: float) -> None:
+    path = tmp_path / "p.pb.gz"
+    write_profile(_single_thread(samples, rate, duration), str(path))
+    top = _go_pprof(path, "-top")
+    m = re.search(r"Total samples = ([\d.]+)(ms|s) \(\s*([\d.]+)%\)", top)
+    assert m, top
+    total_s = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+    assert total_s == pytest.approx(6.14, abs=0.02) and float(m.group(3)) == pytest.approx(100, abs=0.5)
+    raw = _go_pprof(path, "-raw")
+    assert re.search(r"Period: (\d+)", raw) and "Duration: 6.14" in raw
+    assert "samples/count cpu/nanoseconds" in raw
+
+
+def test_speedscope_weights_are_seconds(tmp_path: Path) -> None:
+    prof = _single_thread(307, 50.0, 6.14)
+    doc = to_speedscope(prof)
+    _validate_speedscope(doc)
+    (only,) = doc["profiles"]
+    assert only["unit"] == "seconds" and sum(only["weights"]) == pytest.approx(6.14)
+    path = tmp_path / "p.speedscope.json"
+    write_profile(prof, str(path))
+    back = load_profile(str(path))
+    assert back.total_samples == 307 and back.metadata.requested_rate == pytest.approx(50)
+
+
+# -- output names ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["x.gecko.json", "X.GECKO.JSON", "p.cpuprofile.json", "p.pyinstrument.json"])
+def test_foreign_suffix_is_a_usage_error(tmp_path: Path, cli: Callable[..., Any], name: str) -> None:
+    with pytest.raises(UsageError, match="obskit does not write"):
+        format_for_path(name)
+    src = tmp_path / "in.collapsed"
+    src.write_text("a;b 3\n")
+    r = cli("profile", "show", str(src), "-o", str(tmp_path / name))
+    assert r.exit_code == ExitCode.USAGE and "obskit does not write" in r.stderr
+    assert not (tmp_path / name).exists()
+    # Any other *.json is still obskit's own JSON.
+    assert format_for_path("my.profile.json") == "json" and format_for_path("run.trace.json") == "trace-event"
+
+
+# -- Chrome trace-event format -----------------------------------------------------------
+
+def _validate_trace(doc: Any) -> None:
+    import jsonschema
+
+    schema = json.loads((DATA / "trace-event-schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(doc, schema)
+
+
+def test_trace_event_valid_and_reloads(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    prof = rich_profile()
+    path = tmp_path / "p.trace.json"
+    r = cli("profile", "show", str(_saved(prof, tmp_path)), "-o", str(path))
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(path.read_text())
+    _validate_trace(doc)
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "thread_name"}
+    assert names[(101, 3)] == HOSTILE_THREAD
+    # The flame chart: X events of one thread nest, and each root lasts its samples x the period.
+    xs = [e for e in doc["traceEvents"] if e["ph"] == "X" and e["tid"] == 2]
+    main = next(e for e in xs if e["name"] == "main")
+    assert main["dur"] == pytest.approx(340 / 97.5 * 1e6, rel=1e-6) and main["args"]["file"] == "/srv/app/main.py"
+    assert all(main["ts"] <= e["ts"] and e["ts"] + e["dur"] <= main["ts"] + main["dur"] + 1e-3 for e in xs)
+    back = load_profile(str(path))
+    assert back.metadata.source_format == "trace-event" and back.total_samples == prof.total_samples
+    assert [(f.name, f.file, f.line, f.self_count) for f in back.top_functions(None)] == \
+        [(f.name, f.file, f.line, f.self_count) for f in prof.top_functions(None)]
+    assert back.thread_name(101, 3) == HOSTILE_THREAD
+    shown = cli("profile", "show", str(path), "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["top_functions"][0]["name"] == "compute_checksum"
+
+
+def test_trace_event_schema_rejects_broken_files() -> None:
+    import jsonschema
+
+    from obskit.profile.trace_event import to_trace_event
+
+    good = to_trace_event(rich_profile())
+    x = next(e for e in good["traceEvents"] if e["ph"] == "X")
+    for broken in ({k: v for k, v in good.items() if k != "traceEvents"},
+                   {**good, "traceEvents": [{k: v for k, v in x.items() if k != "dur"}]},
+                   {**good, "traceEvents": [{**x, "ph": "Z"}]},
+                   {**good, "samples": [{"tid": 1, "name": "cpu"}]}):
+        with pytest.raises(jsonschema.ValidationError):
+            _validate_trace(broken)
+
+
+def test_reads_other_tools_trace_events(tmp_path: Path) -> None:
+    # Complete and begin/end events, as a tracer writes them (microseconds): self time per stack.
+    events = [
+        {"name": "thread_name", "ph": "M", "pid": 7, "tid": 8, "args": {"name": "worker"}},
+        {"name": "main", "ph": "X", "ts": 0, "dur": 100_000, "pid": 7, "tid": 8},
+        {"name": "parse", "ph": "X", "ts": 10_000, "dur": 30_000, "pid": 7, "tid": 8},
+        {"name": "io", "ph": "B", "ts": 50_000, "pid": 7, "tid": 8},
+        {"name": "io", "ph": "E", "ts": 90_000, "pid": 7, "tid": 8},
+    ]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(events))
+    back = load_profile(str(path))
+    assert {(f.name, f.self_count) for f in back.top_functions(None)} == {("io", 40), ("parse", 30), ("main", 30)}
+    assert back.thread_name(7, 8) == "worker"
+
+
+def _saved(prof: Profile, tmp_path: Path) -> Path:
+    path = tmp_path / "src.json"
+    write_profile(prof, str(path))
+    return path
+
+
+# -- terminal tables at 80 and 120 columns ------------------------------------------------
+
+_LONG = ["obskit_hot_path_handler_for_orders", "obskit_hot_path_handler_for_invoices",
+         "obskit_hot_path_serializer_of_orders"]
+
+
+def _folded(tmp_path: Path, name: str, counts: list[int]) -> Path:
+    path = tmp_path / name
+    path.write_text("".join(
+        f"main (/srv/app/main.py:1);{fn} (/usr/lib/python3.11/site-packages/shop/{fn.rsplit('_', 1)[-1]}/views.py:{i})"
+        f" {c}\n" for i, (fn, c) in enumerate(zip(_LONG, counts))))
+    return path
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_tables_keep_function_names_whole(tmp_path: Path, width: int) -> None:
+    a, b = _folded(tmp_path, "a.collapsed", [50, 30, 20]), _folded(tmp_path, "b.collapsed", [10, 60, 30])
+    env = {**os.environ, "OBSKIT_WIDTH": str(width), "NO_COLOR": "1"}
+    for args in (["diff", str(a), str(b)], ["show", str(a)]):
+        r = subprocess.run([sys.executable, "-m", "obskit", "profile", *args], capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert max(len(ln.rstrip()) for ln in lines) <= width
+        for fn in _LONG:  # each row says which function it is, on one line
+            assert sum(fn in ln for ln in lines) == 1, (fn, r.stdout)
+        assert "…" not in "".join(ln.split("…/")[0] for ln in lines)  # only paths are shortened
+        assert "views.py:1" in r.stdout
+        if width >= 120:
+            assert "/shop/invoices/views.py:1" in r.stdout
+
+
+def test_pruned_pages_warn_on_the_terminal(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    src = tmp_path / "flat.collapsed"
+    src.write_text("".join(f"main (app.py:1);f{i} (app.py:{i}) 1\n" for i in range(20_000)))
+    r = cli("profile", "show", str(src), "-o", str(tmp_path / "p.html"), "--json")
+    assert r.exit_code == 0, r.stderr
+    (out,) = json.loads(r.stdout)["outputs"]
+    assert any("100.0% of samples end in an [other] frame" in n for n in out["notes"])
+    r = cli("profile", "diff", str(src), str(src), "-o", str(tmp_path / "d.html"))
+    assert r.exit_code == 0 and "note:" in r.stdout and "the differential flame graph: 100.0%" in r.stdout
+    # A profile whose frames are all drawn says nothing.
+    small = tmp_path / "small.collapsed"
+    small.write_text("main;a 5\nmain;b 5\n")
+    r = cli("profile", "show", str(small), "-o", str(tmp_path / "s.html"))
+    assert r.exit_code == 0 and "note:" not in r.stdout
+
+
+def test_trace_event_flame_chart_skips_subpixel_nodes_but_keeps_every_stack(tmp_path: Path) -> None:
+    from obskit.profile.trace_event import to_trace_event
+
+    stacks: dict[tuple[str, ...], int] = {("main", "big"): 100_000}
+    stacks.update({("main", f"tiny_{i}"): 1 for i in range(50)})
+    prof = make_profile(stacks)
+    doc = to_trace_event(prof)
+    xs = {e["name"] for e in doc["traceEvents"] if e["ph"] == "X"}
+    assert xs == {"main", "big"}
+    path = tmp_path / "p.trace.json"
+    write_profile(prof, str(path))
+    back = load_profile(str(path))
+    assert back.total_samples == 100_050 and len({f.name for f in back.frames if f.name.startswith("tiny_")}) == 50

@@ -61,7 +61,11 @@
   function finish(n, parent, depth) {
     n.p = parent; n.d = depth; n.idx = null;
     var pruned = n.t - n.s;
-    n.c.sort(function (a, b) { var x = label(a), y = label(b); return x < y ? -1 : x > y ? 1 : 0; });
+    n.c.sort(function (a, b) {  /* by name, with [other] last */
+      var oa = a.f === D.other, ob = b.f === D.other;
+      if (oa !== ob) return oa ? 1 : -1;
+      var x = label(a), y = label(b); return x < y ? -1 : x > y ? 1 : 0;
+    });
     for (var i = 0; i < n.c.length; i++) { pruned -= n.c[i].t; finish(n.c[i], n, depth + 1); }
     n.pr = pruned > 0 ? pruned : 0;
   }
@@ -133,7 +137,7 @@
   /* --- colours --- */
   function hash(s) { var h = 2166136261; for (var i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 16777619); } return (h >>> 0) / 4294967295; }
   function kind(n) {
-    if (n.f < 0) return "meta";
+    if (n.f < 0 || n.f === D.other) return "meta";
     var file = ffile(n.f);
     if (!file) return "native";
     if (/[\\\/](site|dist)-packages[\\\/]/.test(file)) return "lib";
@@ -228,6 +232,7 @@
     var all = D.total || 1;
     line("total  " + fmt(n.t) + " samples  " + pct(n.t / all) + " of all" + (zoom !== view && zoom.t ? ", " + pct(n.t / zoom.t) + " of zoom" : ""));
     line("self   " + fmt(n.s) + " samples  " + pct(n.s / all));
+    if (n.f === D.other) line("frames under " + fmt(D.minCount) + " samples each, merged (too many to draw)");
     if (n.pr) line("pruned " + fmt(n.pr) + " samples in frames below the threshold");
     if (DIFF) {
       var bt = D.baseTotal || 1;
@@ -253,7 +258,7 @@
 
   function status() {
     var out = $("status"), parts = [fmt(view.t) + " samples in view"];
-    if (D.pruned) parts.push("pruned " + pct(D.pruned / (D.total || 1)) + " of samples (subtrees under " + fmt(D.minCount) + " samples)");
+    if (D.pruned) parts.push("pruned " + pct(D.pruned / (D.total || 1)) + " of samples (subtrees under " + fmt(D.minCount) + " samples, merged into [other])");
     else parts.push("nothing pruned");
     if (zoom !== view) parts.push("zoomed on " + label(zoom) + " (" + pct(zoom.t / (view.t || 1)) + ")");
     parts.push("click a frame to zoom, Esc to reset, / to search");

@@ -14,6 +14,7 @@ class OutputFile:
     path: str
     format: str
     bytes: int
+    notes: list[str] = field(default_factory=list)  # what the file leaves out (e.g. a pruned flame graph)
 
 
 @dataclass
@@ -121,13 +122,22 @@ def print_report(r: ProfileReport, *, title: str = "Top functions") -> None:
         out.print("[yellow]No samples were collected[/] (the target may have been idle: try --idle).")
     else:
         threads = f"{r.threads} thread" + ("" if r.threads == 1 else "s")
-        t = Table(title=f"{title} ({r.total_samples} samples, {threads})", title_justify="left")
-        t.add_column("self %", justify="right")
-        t.add_column("total %", justify="right")
-        t.add_column("function", overflow="fold")
-        t.add_column("file:line", overflow="fold", style="dim")
-        for f in r.top_functions:
-            t.add_row(_pct(f.self_share), _pct(f.total_share), escape(f.name), escape(_where(f)))
+        from rich import box
+
+        t = Table(title=f"{title} ({r.total_samples} samples, {threads})", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        t.add_column("self %", justify="right", no_wrap=True)
+        t.add_column("total %", justify="right", no_wrap=True)
+        names = [inert_name(f.name) for f in r.top_functions]
+        room = max(24, _table_width() - 20)
+        name_w = min(max((len(n) for n in names), default=8), max(room - 16, room * 2 // 3))
+        file_w = max(10, room - name_w - 2)
+        # The function name is never cut (it wraps if it must); the file is shortened from the left.
+        t.add_column("function", min_width=name_w, overflow="fold")
+        t.add_column("file:line", overflow="fold", style="dim", max_width=file_w)
+        for f, name in zip(r.top_functions, names):
+            t.add_row(_pct(f.self_share), _pct(f.total_share), escape(name),
+                      escape(short_path(inert_name(f.file), f.line, file_w)))
         out.print(t)
     if r.processes:
         print_processes(r.processes)
@@ -137,6 +147,8 @@ def print_report(r: ProfileReport, *, title: str = "Top functions") -> None:
         out.print(f"[yellow]note:[/] {escape(w)}")
     for o in r.outputs:
         out.print(f"wrote {escape(o.path)} ({o.format}, {_size(o.bytes)})")
+        for n in o.notes:
+            out.print(f"[yellow]note:[/] {escape(n)}")
 
 
 def print_processes(procs: list[ProcessRow]) -> None:
@@ -170,21 +182,65 @@ class DiffReport:
     outputs: list[OutputFile] = field(default_factory=list)
 
 
+def short_path(file: str, line: int, width: int) -> str:
+    """``file:line`` in at most ``width`` characters, cut from the left at a path separator.
+
+    The end of a path (package, module) tells functions apart; its start (site-packages,
+    /srv/app) rarely does.
+    """
+    tail = f":{line}" if line else ""
+    full = file + tail
+    if len(full) <= width or not file:
+        return full
+    parts = file.split("/")
+    out = parts[-1] + tail
+    for part in reversed(parts[:-1]):
+        if len(part) + 1 + len(out) + 2 > width:
+            break
+        out = f"{part}/{out}"
+    return "…/" + out
+
+
+def _table_width() -> int:
+    return console().width
+
+
 def print_diff(r: DiffReport, *, top: int = 15) -> None:
+    from rich import box
     from rich.table import Table
 
     d = r.diff
     changed = [f for f in d.functions if f.status != "same"][:top]
+    width = _table_width()
+    # Narrow terminals lose the least important columns first: status, then Δ total; the function
+    # name is never cut (it wraps), and file paths are shortened from the left.
+    extra = width >= 100
     t = Table(title=f"Functions whose share changed most (base {d.base_samples} samples, new {d.new_samples})",
-              title_justify="left")
-    for col, just in (("base self %", "right"), ("new self %", "right"), ("Δ self", "right"), ("Δ total", "right"),
-                      ("function", "left"), ("file:line", "left"), ("", "left")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for f in changed:
+              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    cols = [("base", "right"), ("new", "right"), ("Δ self", "right")]
+    if extra:
+        cols.append(("Δ total", "right"))
+    for col, just in cols:
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    numbers = sum(len(c) + 2 for c, _ in cols) + 8
+    names = [inert_name(f.name) for f in changed]
+    longest = max((len(n) for n in names), default=8)
+    room = max(20, width - numbers - (12 if extra else 0))
+    name_w = min(longest, max(room - 14, room * 2 // 3))
+    t.add_column("function", min_width=name_w, overflow="fold")
+    file_w = max(10, room - name_w - 2)
+    t.add_column("file:line", overflow="fold", style="dim", max_width=file_w)
+    if extra:
+        t.add_column("", no_wrap=True)
+    for f, name in zip(changed, names):
         color = "red" if f.delta > 0 else "green"
-        where = f"{f.file.rsplit('/', 1)[-1]}:{f.line}" if f.file else ""
-        t.add_row(_pct(f.base_self_share), _pct(f.new_self_share), f"[{color}]{f.delta * 100:+.1f}[/]",
-                  f"{f.total_delta * 100:+.1f}", escape(f.name), escape(where), f.status)
+        row = [_pct(f.base_self_share), _pct(f.new_self_share), f"[{color}]{f.delta * 100:+.1f}[/]"]
+        if extra:
+            row.append(f"{f.total_delta * 100:+.1f}")
+        row += [escape(name), escape(short_path(inert_name(f.file), f.line, file_w))]
+        if extra:
+            row.append(f.status)
+        t.add_row(*row)
     out = console()
     if changed:
         out.print(t)
@@ -192,3 +248,11 @@ def print_diff(r: DiffReport, *, top: int = 15) -> None:
         out.print("No function changed its share.")
     for o in r.outputs:
         out.print(f"wrote {escape(o.path)} ({o.format}, {_size(o.bytes)})")
+        for n in o.notes:
+            out.print(f"[yellow]note:[/] {escape(n)}")
+
+
+def inert_name(text: str) -> str:
+    from obskit.inert import inert
+
+    return inert(text)

@@ -21,9 +21,9 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from array import array
+from dataclasses import dataclass
 from importlib import resources
-from operator import itemgetter
 from typing import Any
 
 from obskit.output import human_seconds
@@ -35,34 +35,40 @@ DEFAULT_MIN_SHARE = 0.0001
 MAX_NODES = 120_000
 
 Thread = tuple[int, int]
-Stack = tuple[Thread, tuple[int, ...], int]
+OTHER = "[other]"  # the frame that stands for a level's small frames, merged
 
 
-@dataclass
 class _Funcs:
-    funcs: list[tuple[str, str, int]] = field(default_factory=list)  # name, file, first line seen
-    index: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Functions (frames merged by name and file) of one or more profiles, in parallel lists."""
 
-    def stacks(self, profile: Profile, *, per_thread: bool = True) -> list[Stack]:
-        """Every sample as (thread, function ids root first, count); functions merged by (name, file)."""
-        f2f = []
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.files: list[str] = []
+        self.lines: list[int] = []
+        self._by_name: dict[str, int] = {}  # first function of each name: most names have one file
+        self._pairs: dict[tuple[str, str], int] = {}
+        self.other = self._add(OTHER, "", 0)
+
+    def _add(self, name: str, file: str, line: int) -> int:
+        self.names.append(name)
+        self.files.append(file)
+        self.lines.append(line)
+        return len(self.names) - 1
+
+    def of(self, profile: Profile) -> array[int]:
+        """Function id of every frame of ``profile``."""
+        out = array("i")
+        by_name, pairs, files = self._by_name, self._pairs, self.files
         for f in profile.frames:
-            key = (f.name, f.file)
-            i = self.index.get(key)
+            i = by_name.get(f.name)
             if i is None:
-                i = self.index[key] = len(self.funcs)
-                self.funcs.append((f.name, f.file, f.line))
-            f2f.append(i)
-        out: list[Stack] = []
-        for s in profile.samples:
-            if s.count <= 0:
-                continue
-            fr = s.frames
-            if len(fr) > 1:
-                funcs = itemgetter(*fr)(f2f)
-            else:
-                funcs = (f2f[fr[0]],) if fr else ()
-            out.append(((s.pid, s.tid) if per_thread else (0, 0), funcs, s.count))
+                i = by_name[f.name] = self._add(f.name, f.file, f.line)
+            elif files[i] != f.file:
+                key = (f.name, f.file)
+                i = pairs.get(key)
+                if i is None:
+                    i = pairs[key] = self._add(f.name, f.file, f.line)
+            out.append(i)
         return out
 
 
@@ -75,26 +81,45 @@ class _Tree:
     func: list[int]
     total: list[int]
     self_count: list[int]
-    child: dict[tuple[int, int], int]  # (parent node, function) -> node
-    pruned: int
+    child: dict[int, int]  # parent node * nfuncs + function -> node (kept nodes, for a diff's base)
+    other: dict[int, int]  # parent node -> its "other" child
+    pruned: int  # samples whose stacks end in an "other" frame or below the threshold
     min_count: int
 
 
-def _grow(stacks: list[Stack], min_count: int) -> _Tree:
-    """The call tree of ``stacks`` without subtrees under ``min_count`` samples.
+def _grow(profile: Profile, f2f: array[int], funcs: _Funcs, min_count: int, *, per_thread: bool = True,
+          always_root: bool = False) -> _Tree:
+    """The call tree of ``profile`` with every subtree under ``min_count`` samples cut.
 
-    Built level by level from grouped (parent, function) keys instead of as a full trie:
-    a stack leaves the work list at the first level where its node is too small, so a
-    million-sample profile costs about as much as its kept nodes.
+    At each node, the children under ``min_count`` are merged into one ``[other]`` child
+    (drawn when it is itself at least ``min_count``), so the top of the graph keeps its
+    shape however long the tail.  Built level by level over sample indices: a stack leaves
+    the work list at the first level where its node is cut, so the cost follows the kept
+    nodes, and no per-sample copy of the stacks is made.
     """
+    nf = len(funcs.names)
+    other_f = funcs.other
+    samples = profile.samples
     threads: list[Thread] = []
     tindex: dict[Thread, int] = {}
     parent: list[int] = []
     func: list[int] = []
     total: list[int] = []
     self_count: list[int] = []
-    alive: list[tuple[int, tuple[int, ...], int]] = []
-    for th, funcs, c in stacks:
+    if always_root:
+        tindex[(0, 0)] = 0
+        threads.append((0, 0))
+        parent.append(-1)
+        func.append(-1)
+        total.append(0)
+        self_count.append(0)
+    alive = array("i")
+    alive_node = array("i")
+    for k, s in enumerate(samples):
+        c = s.count
+        if c <= 0:
+            continue
+        th = (s.pid, s.tid) if per_thread else (0, 0)
         r = tindex.get(th)
         if r is None:
             r = tindex[th] = len(threads)
@@ -104,59 +129,96 @@ def _grow(stacks: list[Stack], min_count: int) -> _Tree:
             total.append(0)
             self_count.append(0)
         total[r] += c
-        if funcs:
-            alive.append((r, funcs, c))
+        if s.frames:
+            alive.append(k)
+            alive_node.append(r)
         else:
             self_count[r] += c
-    child: dict[tuple[int, int], int] = {}
+    child: dict[int, int] = {}
+    other: dict[int, int] = {}
     pruned = 0
     depth = 0
     while alive:
-        groups: dict[tuple[int, int], list[int]] = {}
-        for p, funcs, c in alive:
-            k = (p, funcs[depth])
-            g = groups.get(k)
+        gid: dict[int, int] = {}
+        gt: list[int] = []
+        gs: list[int] = []
+        gp: list[int] = []
+        gf: list[int] = []
+        member = array("i")
+        for k, p in zip(alive, alive_node):
+            s = samples[k]
+            fr = s.frames
+            f = f2f[fr[depth]]
+            key = p * nf + f
+            g = gid.get(key)
             if g is None:
-                g = groups[k] = [0, 0]
-            g[0] += c
-            if len(funcs) == depth + 1:
-                g[1] += c
-        for k, g in groups.items():
-            if g[0] >= min_count:
-                child[k] = len(parent)
-                parent.append(k[0])
-                func.append(k[1])
-                total.append(g[0])
-                self_count.append(g[1])
+                g = gid[key] = len(gt)
+                gt.append(0)
+                gs.append(0)
+                gp.append(p)
+                gf.append(f)
+            gt[g] += s.count
+            if len(fr) == depth + 1:
+                gs[g] += s.count
+            member.append(g)
+        del gid
+        node_of = [-1] * len(gt)
+        small: dict[int, int] = {}  # parent -> samples in its children under the threshold
+        for g in range(len(gt)):
+            if gt[g] >= min_count:
+                node_of[g] = n = len(parent)
+                child[gp[g] * nf + gf[g]] = n
+                parent.append(gp[g])
+                func.append(gf[g])
+                total.append(gt[g])
+                self_count.append(gs[g])
             else:
-                pruned += g[0]
+                small[gp[g]] = small.get(gp[g], 0) + gt[g]
+                pruned += gt[g]
+        for p, c in small.items():
+            if c >= min_count:
+                other[p] = len(parent)
+                parent.append(p)
+                func.append(other_f)
+                total.append(c)
+                self_count.append(c)
         depth += 1
-        alive = [(child[(p, funcs[depth - 1])], funcs, c) for p, funcs, c in alive
-                 if len(funcs) > depth and (p, funcs[depth - 1]) in child]
-    return _Tree(threads, parent, func, total, self_count, child, pruned, min_count)
+        nxt, nxt_node = array("i"), array("i")
+        for k, g in zip(alive, member):
+            n = node_of[g]
+            if n >= 0 and len(samples[k].frames) > depth:
+                nxt.append(k)
+                nxt_node.append(n)
+        alive, alive_node = nxt, nxt_node
+    return _Tree(threads, parent, func, total, self_count, child, other, pruned, min_count)
 
 
-def _grow_bounded(stacks: list[Stack], min_count: int, max_nodes: int) -> _Tree:
-    tree = _grow(stacks, min_count)
+def _grow_bounded(profile: Profile, f2f: array[int], funcs: _Funcs, min_count: int, max_nodes: int,
+                  **kw: Any) -> _Tree:
+    tree = _grow(profile, f2f, funcs, min_count, **kw)
     while len(tree.parent) - len(tree.threads) > max_nodes:
-        tree = _grow(stacks, max(tree.min_count * 2, tree.min_count + 1))
+        tree = _grow(profile, f2f, funcs, max(tree.min_count * 2, tree.min_count + 1), **kw)
     return tree
 
 
-def _measure(stacks: list[Stack], shape: _Tree) -> tuple[list[int], list[int]]:
-    """Total and self samples of ``stacks`` along the nodes of ``shape`` (a diff's base on the new tree)."""
+def _measure(profile: Profile, f2f: array[int], nf: int, shape: _Tree) -> tuple[list[int], list[int]]:
+    """Total and self samples of ``profile`` along the nodes of ``shape`` (a diff's base on the new tree)."""
     total = [0] * len(shape.parent)
     self_count = [0] * len(shape.parent)
-    roots = {th: i for i, th in enumerate(shape.threads)}
-    child = shape.child
-    for th, funcs, c in stacks:
-        node = roots.get(th)
-        if node is None:
+    child, other = shape.child, shape.other
+    for s in profile.samples:
+        c = s.count
+        if c <= 0:
             continue
-        total[node] += c
-        for f in funcs:
-            nxt = child.get((node, f))
+        node = 0
+        total[0] += c
+        for i in s.frames:
+            nxt = child.get(node * nf + f2f[i])
             if nxt is None:
+                o = other.get(node)
+                if o is not None:
+                    total[o] += c
+                    self_count[o] += c
                 break
             node = nxt
             total[node] += c
@@ -165,7 +227,7 @@ def _measure(stacks: list[Stack], shape: _Tree) -> tuple[list[int], list[int]]:
     return total, self_count
 
 
-def _flat(tree: _Tree, base: tuple[list[int], list[int]] | None = None) -> list[list[int]]:
+def _flat(tree: _Tree, remap: dict[int, int], base: tuple[list[int], list[int]] | None = None) -> list[list[int]]:
     """Per thread, pre-order runs of [func, depth, total, self(, base total, base self)]."""
     children: list[list[int]] = [[] for _ in tree.parent]
     for node in range(len(tree.threads), len(tree.parent)):
@@ -176,7 +238,8 @@ def _flat(tree: _Tree, base: tuple[list[int], list[int]] | None = None) -> list[
         stack = [(r, 0)]
         while stack:
             node, depth = stack.pop()
-            run += (tree.func[node], depth, tree.total[node], tree.self_count[node])
+            f = tree.func[node]
+            run += (remap[f] if f >= 0 else -1, depth, tree.total[node], tree.self_count[node])
             if base is not None:
                 run += (base[0][node], base[1][node])
             stack.extend((ch, depth + 1) for ch in reversed(children[node]))
@@ -256,7 +319,8 @@ def _meta_rows(profile: Profile) -> list[list[str]]:
     return rows
 
 
-def _common(funcs: _Funcs) -> dict[str, Any]:
+def _common(funcs: _Funcs, tree: _Tree) -> tuple[dict[str, Any], dict[int, int]]:
+    """The string and function tables of the functions ``tree`` keeps (and their new ids)."""
     strings: list[str] = []
     sindex: dict[str, int] = {}
 
@@ -267,35 +331,60 @@ def _common(funcs: _Funcs) -> dict[str, Any]:
             strings.append(text)
         return i
 
-    flat = [x for name, file, line in funcs.funcs for x in (s(name), s(file), line)]
-    return {"strings": strings, "funcs": flat}
+    used = sorted({f for f in tree.func if f >= 0})
+    remap = {f: i for i, f in enumerate(used)}
+    flat = [x for f in used for x in (s(funcs.names[f]), s(funcs.files[f]), funcs.lines[f])]
+    return {"strings": strings, "funcs": flat, "other": remap.get(funcs.other, -2)}, remap
+
+
+def pruned_note(pruned: int, total: int, min_count: int, what: str = "the flame graph") -> str | None:
+    """The warning for a page that hides more than 1 % of its samples in merged frames."""
+    if not total or pruned / total <= 0.01:
+        return None
+    return (f"{what}: {pruned / total:.1%} of samples end in an [other] frame (frames under {min_count:,} "
+            f"samples each are merged, too many to draw; the frames above are exact, `profile show` lists every "
+            f"function)")
 
 
 def render_html(profile: Profile, *, min_share: float = DEFAULT_MIN_SHARE, max_nodes: int = MAX_NODES,
-                title: str | None = None) -> bytes:
-    """The interactive flame graph of ``profile`` as a self-contained HTML page."""
+                title: str | None = None, notes: list[str] | None = None) -> bytes:
+    """The interactive flame graph of ``profile`` as a self-contained HTML page.
+
+    ``notes``, when given, receives the warning of a page that hides more than 1 % of samples.
+    """
     funcs = _Funcs()
-    stacks = funcs.stacks(profile)
-    total = sum(st[2] for st in stacks)
-    tree = _grow_bounded(stacks, max(1, math.ceil(total * min_share)), max_nodes)
-    flats = _flat(tree)
+    f2f = funcs.of(profile)
+    total = sum(s.count for s in profile.samples if s.count > 0)
+    tree = _grow_bounded(profile, f2f, funcs, max(1, math.ceil(total * min_share)), max_nodes)
+    del f2f
+    common, remap = _common(funcs, tree)
+    del funcs
+    flats = _flat(tree, remap)
     order = sorted(range(len(tree.threads)), key=lambda i: (-tree.total[i], tree.threads[i]))
     totals: dict[int, int] = {}
     for i, (pid, _tid) in enumerate(tree.threads):
         totals[pid] = totals.get(pid, 0) + tree.total[i]
-    threads = [[tree.threads[i][0], tree.threads[i][1], profile.thread_name(*tree.threads[i]), tree.total[i]]
-               for i in order]
+    names = {(t.pid, t.tid): t.name for t in profile.threads}
+    threads = [[tree.threads[i][0], tree.threads[i][1], names.get(tree.threads[i]) or f"thread {tree.threads[i][1]}",
+                tree.total[i]] for i in order]
     processes = []
-    for pid in sorted({p.pid for p in profile.processes} | set(totals), key=lambda p: (-totals.get(p, 0), p)):
-        meta = profile.process(pid)
+    metas = {p.pid: p for p in profile.processes}
+    for pid in sorted(set(metas) | set(totals), key=lambda p: (-totals.get(p, 0), p)):
+        meta = metas.get(pid)
         processes.append([pid, meta.cmdline if meta else "", meta.role if meta else "",
                           bool(meta.exited) if meta else False, totals.get(pid, 0)])
     label = title or _title(profile)
+    warnings = list(profile.metadata.warnings)
+    note = pruned_note(tree.pruned, total, tree.min_count)
+    if note:
+        warnings.append(note)
+        if notes is not None:
+            notes.append(note)
     data = {
         "v": 1,
         "mode": "profile",
         "title": label,
-        **_common(funcs),
+        **common,
         "processes": processes,
         "threads": threads,
         "roots": [flats[i] for i in order],
@@ -303,7 +392,7 @@ def render_html(profile: Profile, *, min_share: float = DEFAULT_MIN_SHARE, max_n
         "pruned": tree.pruned,
         "minCount": tree.min_count,
         "meta": _meta_rows(profile),
-        "warnings": list(profile.metadata.warnings),
+        "warnings": warnings,
     }
     return _page(data, f"obskit flame graph: {label}")
 
@@ -318,19 +407,24 @@ def _title(profile: Profile) -> str:
 
 
 def render_diff_html(base: Profile, new: Profile, *, min_share: float = DEFAULT_MIN_SHARE,
-                     max_nodes: int = MAX_NODES) -> bytes:
+                     max_nodes: int = MAX_NODES, notes: list[str] | None = None) -> bytes:
     """A differential flame graph: shaped by ``new``, coloured by the change in share against ``base``."""
     from obskit.profile.diff import diff_profiles
 
     funcs = _Funcs()
-    new_stacks = funcs.stacks(new, per_thread=False)
-    base_stacks = funcs.stacks(base, per_thread=False)
-    new_total = sum(st[2] for st in new_stacks)
-    base_total = sum(st[2] for st in base_stacks)
+    new_f2f, base_f2f = funcs.of(new), funcs.of(base)
+    new_total = sum(s.count for s in new.samples if s.count > 0)
+    base_total = sum(s.count for s in base.samples if s.count > 0)
     # The root exists even for an empty profile: the page always has one tree to draw.
-    tree = _grow_bounded([((0, 0), (), 0), *new_stacks], max(1, math.ceil(new_total * min_share)), max_nodes)
-    flat = _flat(tree, _measure(base_stacks, tree))[0]
+    tree = _grow_bounded(new, new_f2f, funcs, max(1, math.ceil(new_total * min_share)), max_nodes,
+                         per_thread=False, always_root=True)
+    measured = _measure(base, base_f2f, len(funcs.names), tree)
+    common, remap = _common(funcs, tree)
+    flat = _flat(tree, remap, measured)[0]
     d = diff_profiles(base, new)
+    pruned = [n for n in [pruned_note(tree.pruned, new_total, tree.min_count, "the differential flame graph")] if n]
+    if notes is not None:
+        notes.extend(pruned)
 
     def row(f: Any) -> list[Any]:
         return [f.name, f.file, f.line, f.base_self_share, f.new_self_share, f.base_total_share, f.new_total_share]
@@ -339,7 +433,7 @@ def render_diff_html(base: Profile, new: Profile, *, min_share: float = DEFAULT_
         "v": 1,
         "mode": "diff",
         "title": f"{_title(base)} → {_title(new)}",
-        **_common(funcs),
+        **common,
         "processes": [],
         "threads": [[0, 0, "all threads", new_total]],
         "roots": [flat],
@@ -348,7 +442,7 @@ def render_diff_html(base: Profile, new: Profile, *, min_share: float = DEFAULT_
         "pruned": tree.pruned,
         "minCount": tree.min_count,
         "meta": [["Base", f"{_title(base)} ({base_total} samples)"], ["New", f"{_title(new)} ({new_total} samples)"]],
-        "warnings": list(dict.fromkeys(base.metadata.warnings + new.metadata.warnings)),
+        "warnings": list(dict.fromkeys(base.metadata.warnings + new.metadata.warnings + pruned)),
         "grown": [row(f) for f in d.grown(15)],
         "shrunk": [row(f) for f in d.shrunk(15)],
         "vanished": [row(f) for f in d.vanished()[:50]],

@@ -8,8 +8,11 @@ versioned ``.json`` format (``schema: obskit.profile/1``), which loads back unch
 
 from __future__ import annotations
 
+import heapq
 import json
+import math
 import re
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +23,7 @@ from obskit.errors import InputError
 SCHEMA = "obskit.profile/1"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One stack frame: function name, file and line (0 when unknown)."""
 
@@ -55,7 +58,7 @@ class ThreadMeta:
     name: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
     """A distinct stack (frame indices, root first) of one thread, seen ``count`` times."""
 
@@ -128,21 +131,25 @@ class Profile:
     processes: list[ProcessMeta] = field(default_factory=list)
     threads: list[ThreadMeta] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+    # Lookup indexes, built lazily: ``_frames_indexed``/``_samples_indexed`` say how many entries of
+    # ``frames``/``samples`` they cover (readers append without them; duplicates are harmless).
     _frame_index: dict[Frame, int] = field(default_factory=dict, repr=False, compare=False, metadata={"json": False})
     _sample_index: dict[tuple[int, int, tuple[int, ...]], int] = field(
         default_factory=dict, repr=False, compare=False, metadata={"json": False}
     )
+    _frames_indexed: int = field(default=0, repr=False, compare=False, metadata={"json": False})
+    _samples_indexed: int = field(default=0, repr=False, compare=False, metadata={"json": False})
 
     # -- building ---------------------------------------------------------------
     def intern(self, frame: Frame) -> int:
+        if self._frames_indexed != len(self.frames):
+            self._reindex()
         idx = self._frame_index.get(frame)
         if idx is None:
-            if len(self._frame_index) != len(self.frames):
-                self._reindex()
-                return self.intern(frame)
             idx = len(self.frames)
             self.frames.append(frame)
             self._frame_index[frame] = idx
+            self._frames_indexed += 1
         return idx
 
     def add_stack(self, pid: int, tid: int, stack: Iterable[Frame], count: int = 1) -> None:
@@ -156,12 +163,13 @@ class Profile:
         if count <= 0:
             return
         key = (pid, tid, frames)
-        if len(self._sample_index) != len(self.samples):
+        if self._samples_indexed != len(self.samples):
             self._reindex()
         i = self._sample_index.get(key)
         if i is None:
             self._sample_index[key] = len(self.samples)
             self.samples.append(Sample(pid, tid, key[2], count))
+            self._samples_indexed += 1
         else:
             self.samples[i].count += count
 
@@ -198,11 +206,34 @@ class Profile:
     def _reindex(self) -> None:
         self._frame_index = {f: i for i, f in enumerate(self.frames)}
         self._sample_index = {(s.pid, s.tid, s.frames): i for i, s in enumerate(self.samples)}
+        self._frames_indexed, self._samples_indexed = len(self.frames), len(self.samples)
 
     # -- reading ----------------------------------------------------------------
     @property
     def total_samples(self) -> int:
         return sum(s.count for s in self.samples)
+
+    def sample_period(self) -> float:
+        """Seconds one sample of one thread stands for: 1 / the rate the recording achieved.
+
+        Values in time units (pprof, speedscope) are count x this period, so they add up to
+        the sampled time.  A thread is never sampled for longer than the recording: when
+        its samples at the nominal rate would exceed the duration (overlapping segments
+        counted twice, a rate that was not met), the period is shortened to fit.
+        """
+        m = self.metadata
+        rate = next((float(r) for r in (m.effective_rate, m.requested_rate)
+                     if r and r > 0 and math.isfinite(r)), 100.0)
+        period = 1.0 / rate
+        if m.duration_s and m.duration_s > 0 and math.isfinite(m.duration_s):
+            per_thread: dict[tuple[int, int], int] = {}
+            for s in self.samples:
+                if s.count > 0:
+                    per_thread[(s.pid, s.tid)] = per_thread.get((s.pid, s.tid), 0) + s.count
+            most = max(per_thread.values(), default=0)
+            if most and most * period > m.duration_s * 1.001:
+                period = m.duration_s / most
+        return period
 
     def stacks(self) -> Iterator[tuple[Sample, list[Frame]]]:
         for s in self.samples:
@@ -215,61 +246,84 @@ class Profile:
         t = next((t for t in self.threads if t.pid == pid and t.tid == tid), None)
         return t.name if t and t.name else f"thread {tid}"
 
+    def function_ids(self) -> tuple[array[int], list[str], list[str]]:
+        """Frames grouped by (name, file): the group id of every frame, and each group's name and file."""
+        by_name: dict[str, int] = {}  # most names have one file: no (name, file) tuple for them
+        pairs: dict[tuple[str, str], int] = {}
+        names: list[str] = []
+        files: list[str] = []
+        frame_key = array("i")
+        for f in self.frames:
+            i = by_name.get(f.name)
+            if i is None:
+                i = by_name[f.name] = len(names)
+                names.append(f.name)
+                files.append(f.file)
+            elif files[i] != f.file:
+                k = (f.name, f.file)
+                i = pairs.get(k)
+                if i is None:
+                    i = pairs[k] = len(names)
+                    names.append(f.name)
+                    files.append(f.file)
+            frame_key.append(i)
+        return frame_key, names, files
+
     def top_functions(self, limit: int | None = 20, *, pid: int | None = None) -> list[FunctionStat]:
         """Functions by self samples: (name, file) grouped, with the line seen most in self samples."""
         # Frames are mapped to (name, file) ids once; per sample only integer work remains.
-        key_ids: dict[tuple[str, str], int] = {}
-        keys: list[tuple[str, str]] = []
-        frame_key: list[int] = []
-        for f in self.frames:
-            k = (f.name, f.file)
-            i = key_ids.get(k)
-            if i is None:
-                i = key_ids[k] = len(keys)
-                keys.append(k)
-            frame_key.append(i)
+        frame_key, names, files = self.function_ids()
         total = 0
-        self_counts = [0] * len(keys)
-        total_counts = [0] * len(keys)
-        line_counts: dict[int, dict[int, int]] = {}
+        self_counts = [0] * len(names)
+        total_counts = [0] * len(names)
         for s in self.samples:
             if pid is not None and s.pid != pid:
                 continue
             c = s.count
+            if c <= 0:
+                continue
             total += c
             fr = s.frames
             if not fr:
                 continue
-            for i in {frame_key[j] for j in fr}:
-                total_counts[i] += c
-            leaf = fr[-1]
-            lk = frame_key[leaf]
-            self_counts[lk] += c
-            lines = line_counts.setdefault(lk, {})
-            ln = self.frames[leaf].line
-            lines[ln] = lines.get(ln, 0) + c
+            if len(fr) == 1:
+                total_counts[frame_key[fr[0]]] += c
+            else:
+                for i in {frame_key[j] for j in fr}:
+                    total_counts[i] += c
+            self_counts[frame_key[fr[-1]]] += c
         if total == 0:
             return []
-        ranked = sorted((i for i in range(len(keys)) if total_counts[i]),
-                        key=lambda i: (-self_counts[i], -total_counts[i], keys[i]))
-        chosen = ranked[:limit] if limit else ranked
-        # Functions never seen as a leaf: the line of their first frame in sample order.
+
+        def rank(i: int) -> tuple[int, int, str, str]:
+            return (-self_counts[i], -total_counts[i], names[i], files[i])
+
+        seen = (i for i in range(len(names)) if total_counts[i])
+        chosen = heapq.nsmallest(limit, seen, key=rank) if limit else sorted(seen, key=rank)
+        # The line of each chosen function: the one seen most in its self samples, else its first frame's.
+        want = set(chosen)
+        line_counts: dict[int, dict[int, int]] = {}
         first_line: dict[int, int] = {}
-        missing = {i for i in chosen if i not in line_counts}
         for s in self.samples:
-            if not missing:
-                break
-            for j in s.frames:
-                i = frame_key[j]
-                if i in missing:
-                    first_line[i] = self.frames[j].line
-                    missing.discard(i)
+            if (pid is not None and s.pid != pid) or s.count <= 0 or not s.frames:
+                continue
+            leaf = s.frames[-1]
+            k = frame_key[leaf]
+            if k in want:
+                lines = line_counts.setdefault(k, {})
+                ln = self.frames[leaf].line
+                lines[ln] = lines.get(ln, 0) + s.count
+            if len(first_line) < len(want):
+                for j in s.frames:
+                    k = frame_key[j]
+                    if k in want and k not in first_line:
+                        first_line[k] = self.frames[j].line
         out = []
         for i in chosen:
             seen_lines = line_counts.get(i)
             line = max(seen_lines.items(), key=lambda kv: kv[1])[0] if seen_lines else first_line.get(i, 0)
             sc, tc = self_counts[i], total_counts[i]
-            out.append(FunctionStat(keys[i][0], keys[i][1], line, sc, tc, sc / total, tc / total))
+            out.append(FunctionStat(names[i], files[i], line, sc, tc, sc / total, tc / total))
         return out
 
     def per_process(self) -> list[ProcessStat]:
@@ -329,9 +383,8 @@ class Profile:
                 if int(count) < 0:
                     raise ValueError("negative sample count")
                 prof.samples.append(Sample(int(pid), int(tid), idx, int(count)))
-        except (TypeError, ValueError, KeyError, AttributeError) as e:
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
             raise InputError(f"malformed obskit profile: {e}", "the file may be truncated") from None
-        prof._reindex()
         return prof
 
     def save(self, path: str | Path) -> None:
@@ -379,10 +432,18 @@ _PROCESS_RE = re.compile(r'^process (?P<pid>\d+):"?(?P<cmd>.*?)"?$')
 
 def parse_frame(text: str) -> Frame:
     """``name (file:line)`` → Frame; anything else is a bare name."""
-    m = _FRAME_RE.match(text)
-    if m and m.group("file"):
-        return Frame(m.group("name"), m.group("file"), int(m.group("line") or 0))
+    name, sep, rest = text.partition(" (")
+    if sep and len(rest) > 1 and rest[-1] == ")":
+        inner = rest[:-1]
+        file, colon, line = inner.rpartition(":")
+        if colon and line.isascii() and line.isdigit() and len(line) < 10 and file:
+            return Frame(name, file, int(line))
+        if not colon or file:
+            return Frame(name, inner, 0)
     return Frame(text)
+
+
+_TEXT_CACHE = 100_000
 
 
 def parse_collapsed(lines: Iterable[str], profile: Profile | None = None, *, default_pid: int = 0) -> Profile:
@@ -390,10 +451,18 @@ def parse_collapsed(lines: Iterable[str], profile: Profile | None = None, *, def
 
     py-spy's raw output puts ``process PID:"cmd"`` and ``thread (TID): name`` roots
     first when recorded with ``--subprocesses``/``--threads``; they become the
-    sample's process and thread instead of frames.
+    sample's process and thread instead of frames.  ``lines`` is consumed as a stream
+    (an open file works): memory follows the distinct frames and stacks, not the file.
     """
     prof = profile if profile is not None else Profile()
-    interned: dict[str, int] = {}  # frame text -> frame index: each distinct frame is parsed once
+    # Frame text -> index, for the texts seen first (stack prefixes repeat: they are parsed once);
+    # bounded, because a profile of a million unique leaves would hold every text twice.
+    interned: dict[str, int] = {}
+    by_frame: dict[Frame, int] = {}  # the dedupe itself: one index per distinct frame
+    files: dict[str, str] = {}  # one string object per file name, shared by its frames
+    frames, samples = prof.frames, prof.samples
+    seen_threads: set[tuple[int, int]] = set()
+    seen_pids: set[int] = set()
     for lineno, raw in enumerate(lines, 1):
         line = raw.rstrip("\r\n")
         if not line.strip() or line.startswith("#"):
@@ -402,6 +471,8 @@ def parse_collapsed(lines: Iterable[str], profile: Profile | None = None, *, def
         if not sep:
             raise InputError(f"line {lineno} is not a folded stack (no sample count)", "expected `a;b;c 12`")
         try:
+            if len(count_text) > 19:
+                raise ValueError
             count = int(count_text)
         except ValueError:
             raise InputError(f"line {lineno} is not a folded stack (count {count_text[:20]!r})",
@@ -415,23 +486,37 @@ def parse_collapsed(lines: Iterable[str], profile: Profile | None = None, *, def
                 break
             pid = int(m.group("pid"))
             prof.ensure_process(pid, cmdline=m.group("cmd"))
+            seen_pids.add(pid)
             parts = parts[1:]
         if parts:
             m2 = _THREAD_RE.match(parts[0])
             if m2:
                 t = m2.group("tid")
                 tid = int(t, 16) if t.startswith("0x") else int(t)
-                prof.ensure_thread(pid, tid, (m2.group("name") or "").strip())
+                if (pid, tid) not in seen_threads:
+                    seen_threads.add((pid, tid))
+                    prof.ensure_thread(pid, tid, (m2.group("name") or "").strip())
                 parts = parts[1:]
-        if pid and prof.process(pid) is None:
+        if pid and pid not in seen_pids:
+            seen_pids.add(pid)
             prof.ensure_process(pid)
         idx = []
         for part in parts:
             i = interned.get(part)
             if i is None:
-                i = interned[part] = prof.intern(parse_frame(part))
+                f = parse_frame(part)
+                if f.file:
+                    f = Frame(f.name, files.setdefault(f.file, f.file), f.line)
+                i = by_frame.get(f)
+                if i is None:
+                    i = by_frame[f] = len(frames)
+                    frames.append(f)
+                if len(interned) < _TEXT_CACHE:
+                    interned[part] = i
             idx.append(i)
-        prof.add_indices(pid, tid, tuple(idx), count)
+        if count > 0:
+            # Appended without the sample index: a repeated stack stays two entries, which every reader sums.
+            samples.append(Sample(pid, tid, tuple(idx), count))
     return prof
 
 

@@ -64,14 +64,6 @@ class _Strings:
         return i
 
 
-def _rate(profile: Profile) -> float:
-    m = profile.metadata
-    for r in (m.effective_rate, m.requested_rate):
-        if r and r > 0:
-            return float(r)
-    return 100.0
-
-
 def display_name(name: str, file: str) -> str:
     """The name pprof shows: it strips ``<...>`` as C++ template arguments unless the name is qualified.
 
@@ -89,7 +81,8 @@ def display_name(name: str, file: str) -> str:
 def encode_pprof(profile: Profile, *, compress: bool = True) -> bytes:
     """``profile`` as a (gzipped) pprof profile.proto message."""
     st = _Strings()
-    period = round(1e9 / _rate(profile))
+    # count x period adds up to the sampled time (`go tool pprof` prints it as "Total samples").
+    period = max(1, round(profile.sample_period() * 1e9))
     out = bytearray()
     out += _lfield(_P_SAMPLE_TYPE, _vfield(1, st("samples")) + _vfield(2, st("count")))
     out += _lfield(_P_SAMPLE_TYPE, _vfield(1, st("cpu")) + _vfield(2, st("nanoseconds")))

@@ -9,6 +9,7 @@ or ``evented`` profiles.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -40,16 +41,19 @@ def to_speedscope(profile: Profile) -> dict[str, Any]:
         stacks.append(list(s.frames))
         weights.append(s.count)
     profiles = []
-    for (pid, tid), (stacks, weights) in sorted(by_thread.items(), key=lambda kv: (-sum(kv[1][1]), kv[0])):
+    # Weights are times: a sample stands for one sampling period of its thread (see Profile.sample_period).
+    period = profile.sample_period()
+    for (pid, tid), (stacks, counts) in sorted(by_thread.items(), key=lambda kv: (-sum(kv[1][1]), kv[0])):
         name = profile.thread_name(pid, tid)
+        times = [c * period for c in counts]
         profiles.append({
             "type": "sampled",
             "name": f"pid {pid} tid {tid} {name}",
-            "unit": "none",
+            "unit": "seconds",
             "startValue": 0,
-            "endValue": sum(weights),
+            "endValue": sum(counts) * period,
             "samples": stacks,
-            "weights": weights,
+            "weights": times,
         })
     meta = profile.metadata
     title = meta.target_cmdline or (f"pid {meta.target_pid}" if meta.target_pid else "profile")
@@ -57,7 +61,8 @@ def to_speedscope(profile: Profile) -> dict[str, Any]:
         "$schema": SCHEMA_URL,
         "shared": {"frames": frames},
         "profiles": profiles,
-        "name": f"obskit: {title}",
+        # The period the weights are multiples of, so the reader recovers exact counts (see _counts).
+        "name": f"obskit: {title} @ {1 / period:.12g} Hz",
         "activeProfileIndex": 0,
         "exporter": f"obskit@{obskit.__version__}",
     }
@@ -74,7 +79,26 @@ def _thread_of(name: str, ordinal: int) -> tuple[int, int, str]:
     return 0, ordinal, name
 
 
-def _counts(weights: list[float], unit: str) -> tuple[list[int], float | None]:
+# A weight is a count or a time: more than 10^15 of either is no profile (and 1e308 would overflow counts).
+_MAX_WEIGHT = 1e15
+
+
+def _weight(w: Any, *, signed: bool = False) -> float:
+    x = float(w)
+    if not math.isfinite(x) or abs(x) > _MAX_WEIGHT or (x < 0 and not signed):
+        raise ValueError(f"weight {w!r} is not a sample count or a time")
+    return x
+
+
+def _line(v: Any) -> int:
+    n = int(v or 0)
+    return n if 0 <= n < 1 << 31 else 0
+
+
+_OBSKIT_RATE = re.compile(r" @ (?P<rate>[0-9][0-9.e+-]*) Hz$")
+
+
+def _counts(weights: list[float], unit: str, rate: float | None = None) -> tuple[list[int], float | None]:
     """Integer sample counts for ``weights``, and the sampling rate they imply (if time)."""
     if unit not in _UNIT_SECONDS:
         return [max(1, round(w)) if w > 0 else 0 for w in weights], None
@@ -83,6 +107,8 @@ def _counts(weights: list[float], unit: str) -> tuple[list[int], float | None]:
     positive = [s for s in secs if s > 0]
     if not positive:
         return [0 for _ in secs], None
+    if rate:  # obskit's own file says its period
+        return [round(s * rate) for s in secs], rate
     quantum = min(positive)
     # py-spy writes one entry per sample with weight 1/rate: counts are exact multiples.
     if all(abs(s / quantum - round(s / quantum)) < 0.01 for s in positive) and quantum >= 1e-5:
@@ -97,8 +123,8 @@ def from_speedscope(doc: dict[str, Any]) -> Profile:
         profiles = doc["profiles"]
         if not isinstance(raw_frames, list) or not isinstance(profiles, list):
             raise TypeError("frames/profiles are not lists")
-        frames = [Frame(str(f["name"]), str(f.get("file") or ""), int(f.get("line") or 0)) for f in raw_frames]
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        frames = [Frame(str(f["name"]), str(f.get("file") or ""), _line(f.get("line"))) for f in raw_frames]
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
         raise InputError(f"malformed speedscope file ({e})", "the file may be truncated") from None
     prof = Profile()
     interned = [prof.intern(f) for f in frames]
@@ -116,6 +142,13 @@ def from_speedscope(doc: dict[str, Any]) -> Profile:
     prof.metadata.sampler = str(doc.get("exporter") or "")
     rates: list[float] = []
     duration = 0.0
+    own_rate = None
+    if str(doc.get("exporter") or "").startswith("obskit@"):
+        m = _OBSKIT_RATE.search(str(doc.get("name") or ""))
+        try:
+            own_rate = _weight(m.group("rate")) if m else None
+        except ValueError:
+            own_rate = None
     for ordinal, p in enumerate(profiles, 1):
         if not isinstance(p, dict):
             raise InputError(f"malformed speedscope profile #{ordinal}", "the file may be truncated")
@@ -127,7 +160,7 @@ def from_speedscope(doc: dict[str, Any]) -> Profile:
         try:
             if p.get("type") == "sampled":
                 stacks = [[int(i) for i in s] for s in p["samples"]]
-                weights = [float(w) for w in p.get("weights") or [1.0] * len(stacks)]
+                weights = [_weight(w) for w in p.get("weights") or [1.0] * len(stacks)]
             elif p.get("type") == "evented":
                 stacks, weights = _evented_to_samples(p["events"])
             else:
@@ -138,9 +171,9 @@ def from_speedscope(doc: dict[str, Any]) -> Profile:
             if any(i < 0 for st in stacks for i in st):
                 raise ValueError("negative frame index")
             if unit in _UNIT_SECONDS:
-                duration = max(duration, (float(p.get("endValue", 0)) - float(p.get("startValue", 0)))
-                               * _UNIT_SECONDS[unit])
-            counts, rate = _counts(weights, unit)
+                span = (_weight(p.get("endValue", 0), signed=True) - _weight(p.get("startValue", 0), signed=True))
+                duration = max(duration, span * _UNIT_SECONDS[unit])
+            counts, rate = _counts(weights, unit, own_rate)
             if rate:
                 rates.append(rate)
             for stack, count in zip(stacks, counts):
@@ -155,8 +188,8 @@ def from_speedscope(doc: dict[str, Any]) -> Profile:
                     prof.ensure_thread(spid, stid, name)
                     j += 1
                 prof.add_indices(spid, stid, tuple([interned[i] for i in stack[j:]]), count)
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise InputError(f"malformed speedscope profile {p.get('name', ordinal)!r} ({e})",
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as e:
+            raise InputError(f"malformed speedscope profile {str(p.get('name', ordinal))[:80]!r} ({e})",
                              "the file may be truncated") from None
     if rates:
         prof.metadata.requested_rate = max(set(rates), key=rates.count)
@@ -171,7 +204,7 @@ def _evented_to_samples(events: list[dict[str, Any]]) -> tuple[list[list[int]], 
     stack: list[int] = []
     last = None
     for ev in events:
-        at = float(ev["at"])
+        at = _weight(ev["at"], signed=True)
         if last is not None and stack and at > last:
             key = tuple(stack)
             acc[key] = acc.get(key, 0.0) + (at - last)
