@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ._common import ProcRootOpt
+from ._common import JsonOpt, ProcRootOpt, emit
 
 if TYPE_CHECKING:
     from obskit.serve.profiling import Slice
@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         spool_dir: Annotated[Optional[str], typer.Option("--spool-dir", help="Where profiles wait while Pyroscope is down (default: the state directory).", show_default=False)] = None,
         spool_max: Annotated[int, typer.Option("--spool-max-mb", min=1, max=100000, help="Spool size bound; the oldest profiles go first.")] = 64,
         no_agent: Annotated[bool, typer.Option("--no-agent", help="Do not ask in-process agents for GC numbers.")] = False,
+        once: Annotated[bool, typer.Option("--once", help="Collect once, print the exposition (or the snapshot with --json) and exit.")] = False,
+        as_json: JsonOpt = False,
         proc_root: ProcRootOpt = "/proc",
     ) -> None:
         """Serve Prometheus metrics of every Python process here; push continuous profiles to Pyroscope.
@@ -71,6 +73,13 @@ def register(app: typer.Typer) -> None:
         host, _port = parse_listen(listen)
         fs = ProcFS(proc_root)
         collector = Collector(fs, pids=list(pids or []) or None, verdict=_verdict, agent=not no_agent)
+        if once or as_json:
+            snap = collector.collect()
+            if as_json:
+                emit(snap, True)
+            else:
+                sys.stdout.write(Renderer(labels).render(snap).decode())
+            return
         loop = Loop(collector.collect, Renderer(labels), every)
         server = bind(listen, loop)
         if not is_loopback(host):

@@ -258,3 +258,29 @@ def test_spool_is_bounded_private_and_replays_oldest_first(tmp_path: Path) -> No
         assert not pusher.spooled_files()
     finally:
         up.stop()
+
+
+def test_once_json_follows_a_wrapper_pid_to_the_python_below(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "svc.py").write_text("import time\nprint('ready', flush=True)\ntime.sleep(300)\n")
+    # `sh -c 'python ...; true'` keeps the shell as the parent (no exec): the PID given is not Python.
+    wrapper = subprocess.Popen(["sh", "-c", f"{sys.executable} {tmp_path / 'svc.py'}; true"], stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        assert wrapper.stdout is not None and wrapper.stdout.readline().startswith("ready")
+        res = run_obskit("serve", "--pid", str(wrapper.pid), "--json", timeout=60)
+        assert res.exit_code == 0, res.stderr
+        doc = json.loads(res.stdout)
+        assert doc["schema"] == "obskit.serve.snapshot/1"
+        [proc] = doc["procs"]
+        assert proc["ppid"] == wrapper.pid and proc["service"] == "svc" and proc["role"] == "plain"
+        assert proc["rss_bytes"] > 1 << 20 and proc["threads"] >= 1
+        text = run_obskit("serve", "--pid", str(wrapper.pid), "--once", timeout=60)
+        assert value(text.stdout, "obskit_processes", service="svc", role="plain") == 1
+    finally:
+        for child in Path(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGKILL)
+        wrapper.kill()
+        wrapper.wait()

@@ -143,20 +143,24 @@ class Collector:
         self._agents: dict[int, _AgentState] = {}
 
     # -- discovery -------------------------------------------------------------------------------
-    def _selected(self, facts: dict[int, ProcessFacts]) -> set[int]:
+    def _selected(self, facts: dict[int, ProcessFacts], ppids: dict[int, int]) -> set[int]:
+        """Every Python process, or those at or below the given PIDs (through wrappers: tini, `sh -c`, shims)."""
         if self.only is None:
-            return {p for p, f in facts.items() if f.is_python}
-        chosen = set()
-        todo = [p for p in self.only if p in facts]
+            return set(facts)
         kids: dict[int, list[int]] = {}
-        for f in facts.values():
-            kids.setdefault(f.ppid, []).append(f.pid)
+        for pid, ppid in ppids.items():
+            kids.setdefault(ppid, []).append(pid)
+        chosen: set[int] = set()
+        seen: set[int] = set()
+        todo = list(self.only)
         while todo:
             p = todo.pop()
-            if p in chosen:
+            if p in seen:
                 continue
-            chosen.add(p)
-            todo.extend(k for k in kids.get(p, []) if facts[k].is_python)
+            seen.add(p)
+            if p in facts:
+                chosen.add(p)
+            todo.extend(kids.get(p, []))
         return chosen
 
     def _static(self, pid: int, errors: dict[str, int]) -> tuple[ProcessFacts | None, list[str] | None]:
@@ -201,8 +205,11 @@ class Collector:
         pids = [p for p in self.fs.pids() if p not in self.exclude]
         facts: dict[int, ProcessFacts] = {}
         stats: dict[int, list[str]] = {}
+        ppids: dict[int, int] = {}
         for pid in pids:
             f, st = self._static(pid, errors)
+            if st is not None and len(st) > STAT_PPID and st[STAT_PPID].isdigit():
+                ppids[pid] = int(st[STAT_PPID])
             if f is not None and st is not None:
                 facts[pid] = f
                 stats[pid] = st
@@ -210,7 +217,7 @@ class Collector:
             del self._known[gone]
             self._agents.pop(gone, None)
         classify_roles(facts)
-        chosen = self._selected(facts)
+        chosen = self._selected(facts, ppids)
         # A worker (or a multiprocessing/fork child) belongs to its master's service; a process merely
         # started by another Python program (a supervisor, a test runner) keeps its own.
         service_of: dict[int, str] = {}
