@@ -124,6 +124,9 @@ def main() -> int:
         peer = _peer(tmp, body, seconds)
         print(f"  peer   static http.server, same {len(body) // 1024} KiB body: scrape p50 {peer[0] * 1e3:6.2f} ms  "
               f"p99 {peer[1] * 1e3:6.2f} ms")
+        inproc = _in_process(pids)
+        print(f"  in-process: a real {n}-process snapshot, /metrics body assembled (bytes swap + health block): "
+              f"p50 {inproc[0] * 1e3:.3f} ms  p99 {inproc[1] * 1e3:.3f} ms; one collection {inproc[2] * 1e3:.0f} ms")
         if not recv.received:
             raise SystemExit("profiling window: no profile reached the receiver")
         profiled = {int(i.labels.get("pid", "0")) for i in recv.received}
@@ -183,6 +186,31 @@ def _peer(tmp: Path, body: bytes, seconds: float) -> tuple[float, float]:
         proc.kill()
         proc.wait()
     return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def _in_process(pids: list[int]) -> tuple[float, float, float]:
+    """What obskit itself spends on a scrape, without the HTTP round trip the machine's scheduler dominates."""
+    from obskit.proc import ProcFS
+    from obskit.serve.collect import Collector
+    from obskit.serve.exposition import Renderer
+    from obskit.serve.server import Loop
+
+    collector = Collector(ProcFS(), pids=pids)
+    loop = Loop(collector.collect, Renderer(("role", "service", "pid")), 3600)
+    loop.run_once()
+    t = time.perf_counter()
+    loop.run_once()
+    one = time.perf_counter() - t
+    body = loop.body()
+    if not all(f'pid="{p}"' in body.decode() for p in pids):
+        raise SystemExit("in-process snapshot is missing targets")
+    lat = []
+    for _ in range(500):
+        t = time.perf_counter()
+        loop.body()
+        lat.append(time.perf_counter() - t)
+    lat.sort()
+    return lat[250], lat[494], one
 
 
 def _run(pids: list[int], files: list[Path], seconds: float, url: str | None) -> dict:
