@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "logs": "Follow, parse, filter and summarise incident logs.",
     "serve": "Serve Prometheus metrics of every Python process here; push continuous profiles to Pyroscope.",
     "trace": "OpenTelemetry traces from the terminal (exec, span, event) and of obskit's own work.",
+    "bench": "CI performance gate: compare base and head (commands or result files), decide, show where the time went.",
 }
 
 

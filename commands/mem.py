@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import JsonOpt, PidOpt, ProcRootOpt, SubprocessesOpt, emit, finite, note_python_below, require_pid
+from .gc import InjectOpt, agent_for
 
 FAIL_ON = ("growing", "leak-suspected")
 
@@ -114,6 +115,7 @@ def register(app: typer.Typer) -> None:
         ] = 5.0,
         keep: Annotated[bool, typer.Option("--keep", help="Leave tracemalloc running in the target afterwards.")] = False,
         stop: Annotated[bool, typer.Option("--stop", help="Only stop tracemalloc in the target.")] = False,
+        inject: InjectOpt = False,
         as_json: JsonOpt = False,
         proc_root: ProcRootOpt = "/proc",
     ) -> None:
@@ -123,7 +125,7 @@ def register(app: typer.Typer) -> None:
         Cost while tracing: every allocation is hooked (a pure allocation loop ran 5x slower
         with 1 frame, 10x with 10 frames); keep --wait/--interval short on a busy service.
         """
-        _tracemalloc("top", pid, wait, frames, limit, keep, stop, as_json, proc_root)
+        _tracemalloc("top", pid, wait, frames, limit, keep, stop, as_json, proc_root, inject)
 
     @mem_app.command("diff")
     def diff_cmd(
@@ -133,6 +135,7 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="Number of sites.")] = 20,
         frames: Annotated[int, typer.Option("--frames", min=1, max=64, help="Traceback depth to record.")] = 1,
         keep: Annotated[bool, typer.Option("--keep", help="Leave tracemalloc running in the target afterwards.")] = False,
+        inject: InjectOpt = False,
         as_json: JsonOpt = False,
         proc_root: ProcRootOpt = "/proc",
     ) -> None:
@@ -140,7 +143,7 @@ def register(app: typer.Typer) -> None:
 
         Same cost as `mem top` while tracing (allocations hooked for --interval seconds).
         """
-        _tracemalloc("diff", pid, interval, frames, limit, keep, False, as_json, proc_root)
+        _tracemalloc("diff", pid, interval, frames, limit, keep, False, as_json, proc_root, inject)
 
 
 def _check_report_path(path: Path) -> None:
@@ -158,8 +161,7 @@ def _check_report_path(path: Path) -> None:
 
 
 def _tracemalloc(mode: str, pid: Optional[int], interval: float, frames: int, limit: int, keep: bool, stop: bool,
-                 as_json: bool, proc_root: str) -> None:
-    from obskit.agent.client import connect
+                 as_json: bool, proc_root: str, inject: bool = False) -> None:
     from obskit.mem import tmalloc
     from obskit.mem.render import render_tracemalloc
     from obskit.output import info
@@ -167,7 +169,7 @@ def _tracemalloc(mode: str, pid: Optional[int], interval: float, frames: int, li
 
     pid = require_pid(pid)
     with span(f"obskit.mem.{mode}", pid=pid):
-        client = connect(pid, proc_root=proc_root)
+        client = agent_for(pid, inject and not stop, proc_root, as_json, offer=not stop)
         if stop:
             stopped = tmalloc.stop(client, pid)
             if as_json:

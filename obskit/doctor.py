@@ -437,6 +437,18 @@ def check_kubernetes(ctx: DoctorContext) -> CheckResult:
     )
 
 
+def check_gdb(ctx: DoctorContext) -> CheckResult:
+    """gdb loads the agent into Python 3.9-3.13 processes (`--inject`); never part of the attach preflight."""
+    import shutil
+
+    found = shutil.which("gdb", path=ctx.environ.get("PATH", os.defpath))
+    if found:
+        return CheckResult("gdb", "pass", f"gdb found ({found}): `obskit gc|mem --inject` can load the agent into Python 3.9-3.13")
+    return CheckResult("gdb", "warn", "gdb not found: `--inject` cannot load the agent into Python 3.9-3.13 "
+                       "(sampling commands do not need it; 3.14+ uses sys.remote_exec)",
+                       "`apt-get install gdb` (Debian/Ubuntu), or start the target under `obskit run -- CMD`")
+
+
 Check = Callable[[DoctorContext], CheckResult]
 
 # What must hold to attach to a PID, in the order the first failure is reported: the doctor shows
@@ -444,7 +456,7 @@ Check = Callable[[DoctorContext], CheckResult]
 ATTACH_CHECKS: list[Check] = [check_target_visible, check_python, check_uid, check_yama, check_seccomp, check_root_visible]
 ALL_CHECKS: list[Check] = [
     check_sampler, check_target_visible, check_python, check_uid, check_cap, check_yama, check_seccomp,
-    check_root_visible, check_output_dir, check_cgroup, check_kubernetes,
+    check_root_visible, check_output_dir, check_cgroup, check_kubernetes, check_gdb,
 ]
 
 

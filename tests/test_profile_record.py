@@ -450,7 +450,8 @@ def test_demo_shows_the_lock_waiters_beside_the_gil_profile(tmp_path: Path) -> N
     assert data["schema"] == "obskit.demo/1"
     # The waiters come from a stacks dump, not from the profile: the profile shows CPU only.
     waiters = [t for t in data["off_cpu"] if t["thread"].startswith("inventory-")]
-    assert len(waiters) == 4, data["off_cpu"]
+    # Four workers take turns on one lock; at the dump's instant one may be between two turns (running).
+    assert len(waiters) >= 3, data["off_cpu"]
     assert sum(t["state"] == "waiting_lock" for t in waiters) >= 2
     shares = {f["name"]: f["total_share"] for f in data["top_functions"]}
     assert shares.get("inventory_worker", 0.0) <= 0.05

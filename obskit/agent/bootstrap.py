@@ -4,18 +4,17 @@
   (0700) holding a ``sitecustomize.py`` is put first on ``PYTHONPATH``; it starts the
   agent when ``OBSKIT_AGENT=1`` and then runs the ``sitecustomize`` it shadows, so an
   existing one keeps working.
-* :func:`inject` loads it into a running Python 3.14+ process through ``sys.remote_exec``.
+* :mod:`obskit.agent.inject` loads it into a running process (gdb, or ``sys.remote_exec``).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
 from obskit.agent import BOOT_MODULE, server
-from obskit.errors import PermissionDenied, TargetNotFound, Unavailable, UnsupportedVersion
+from obskit.errors import PermissionDenied
 
 SITECUSTOMIZE = '''\
 # Written by `obskit run`: starts the obskit agent, then chains the sitecustomize it shadows.
@@ -85,79 +84,8 @@ def run_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-INJECT_SCRIPT = '''\
-import sys, types
-if "{mod}" not in sys.modules:
-    _m = types.ModuleType("{mod}")
-    _m.__file__ = "<obskit-agent>"
-    sys.modules["{mod}"] = _m
-    exec(compile({src!r}, "<obskit-agent>", "exec"), _m.__dict__)
-    _m.start()
-'''
-
-
 def inject_script() -> str:
-    """What ``sys.remote_exec`` runs in the target: the agent's whole source, then start()."""
-    return INJECT_SCRIPT.format(mod=BOOT_MODULE, src=Path(server.__file__).read_text())
+    """What ``sys.remote_exec`` (or gdb's scheduled call) runs in the target: load the agent inline, start it."""
+    from obskit.agent.inject import bootstrap_source
 
-
-def inject(pid: int, python_version: str | None, *, proc_root: str = "/proc", timeout: float = 10.0) -> None:
-    """Load the agent into a running 3.14+ process with ``sys.remote_exec`` (explicit opt-in only).
-
-    The target's own interpreter binary makes the call (remote_exec needs the same
-    version on both sides); the script lands in the target's /tmp through /proc/N/root.
-    """
-    if python_version is None:
-        raise Unavailable(f"cannot tell process {pid}'s Python version", "start it under `obskit run -- CMD` instead", pid=pid)
-    major, minor = (int(x) for x in python_version.split(".")[:2])
-    if (major, minor) < (3, 14):
-        raise UnsupportedVersion(
-            f"--inject needs Python 3.14+ in the target; process {pid} runs {python_version}",
-            "restart it under `obskit run -- CMD` or with OBSKIT_AGENT=1",
-            pid=pid,
-        )
-    root = Path(proc_root) / str(pid)
-    name = f"obskit-inject-{os.getpid()}-{time.monotonic_ns()}.py"
-    local = root / "root" / "tmp" / name
-    script = inject_script().encode()
-    try:
-        # /tmp is shared with whoever runs in the target's container: never follow or reuse a name.
-        fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(script)
-    except FileNotFoundError:
-        raise TargetNotFound(f"process {pid} not found", "check the PID with `obskit ps`", pid=pid) from None
-    except (PermissionError, FileExistsError):
-        raise PermissionDenied(f"cannot write into process {pid}'s /tmp", "run as root or as the target's user", pid=pid) from None
-    try:
-        r = subprocess.run(
-            [str(root / "exe"), "-I", "-c", f"import sys; sys.remote_exec({pid}, {'/tmp/' + name!r})"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if r.returncode != 0:
-            last = (r.stderr.strip().splitlines() or ["unknown error"])[-1]
-            raise Unavailable(
-                f"sys.remote_exec into process {pid} failed: {last}",
-                "the target may set PYTHON_DISABLE_REMOTE_DEBUG or ptrace may be refused; see `obskit doctor`",
-                pid=pid,
-            )
-        # The script runs at the target's next safe point; it deletes nothing, so wait for the socket.
-        from obskit.agent.client import find_socket
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if find_socket(pid, proc_root=proc_root) is not None:
-                return
-            time.sleep(0.1)
-        raise Unavailable(
-            f"the agent did not come up in process {pid} within {timeout:.0f}s",
-            "the main thread may be blocked in C code; retry, or use `obskit run`",
-            pid=pid,
-        )
-    finally:
-        try:
-            local.unlink()
-        except OSError:
-            pass
+    return bootstrap_source(deadline=time.time() + 3600, directory=None, agent_path=None)

@@ -30,7 +30,7 @@ MAX_TEXT = 4096
 
 NO_AGENT_HINT = (
     "start it with `obskit run -- CMD` (no code change), set OBSKIT_AGENT=1 with obskit importable, "
-    "call obskit.agent.start() in the app, or on Python 3.14+ use `obskit gc --pid {pid} --inject`"
+    "call obskit.agent.start() in the app, or load it into the running process with `obskit gc --pid {pid} --inject`"
 )
 
 
@@ -377,13 +377,17 @@ _SITE = _dict({
     "size_diff": _optional(_int(-_BIG, _BIG)), "count_diff": _optional(_int(-_BIG, _BIG)),
     "stack": _list(_tuple(_str(), _int(0, 1 << 31)), 0, 64),
 }, optional=frozenset({"size_diff", "count_diff", "stack"}))
+_CALLBACKS = _dict({"gc": _int(0, 1 << 20), "atexit": _optional(_int(0, 1 << 20)), "obskit_atexit": _int(0, 1 << 20),
+                    "obskit_fork": _int(0, 1 << 20)}, optional=frozenset({"obskit_atexit", "obskit_fork"}))
 _TRACED = {"traced_bytes": _int(0, _BIG), "peak_bytes": _int(0, _BIG), "overhead_bytes": _int(0, _BIG),
            "frames": _int(1, 64), "sites": _list(_SITE, 0, server.MAX_LIMIT), "cost_s": _num()}
 
 # Every field of every reply obskit reads, with its shape (the agent's side: obskit/agent/server.py).
 REPLY_FIELDS: dict[str, dict[str, Check]] = {
     "hello": {"agent_version": _int(0, 1000), "pid": _int(0, 1 << 31), "python": _str(64), "implementation": _str(64),
-              "argv": _list(_str(), 0, 20), "started_at": _num(0, 1e11), "uptime_s": _num(), "ring_size": _int(0, 1 << 31)},
+              "argv": _list(_str(), 0, 20), "started_at": _num(0, 1e11), "uptime_s": _num(), "ring_size": _int(0, 1 << 31),
+              "callbacks": _CALLBACKS},
+    "detach": {"detached": _bool, "tracemalloc_stopped": _bool, "callbacks": _CALLBACKS},
     "gc": {"uptime_s": _num(), "seq": _int(0, _BIG), "collections": _GENS, "pause_s": _list(_num(), 3, 4),
            "max_pause_s": _list(_num(), 3, 4), "collected": _GENS, "uncollectable": _GENS,
            "gc": _dict({"enabled": _bool, "count": _list(_int(0, _BIG), 3, 4), "threshold": _list(_int(0, _BIG), 3, 4),
@@ -399,7 +403,8 @@ REPLY_FIELDS: dict[str, dict[str, Check]] = {
     "tm.snapshot": {**_TRACED, "total_sites": _int(0, _BIG)},
     "tm.diff": dict(_TRACED),
 }
-_OPTIONAL_FIELDS = {"hello": frozenset({"argv", "started_at", "ring_size", "implementation"})}
+_OPTIONAL_FIELDS = {"hello": frozenset({"argv", "started_at", "ring_size", "implementation", "callbacks"}),
+                    "detach": frozenset({"callbacks"})}
 
 
 def validate_reply(cmd: str, reply: dict[str, Any]) -> dict[str, Any]:

@@ -347,7 +347,21 @@ class Agent:
             "started_at": self.recorder.wall0,
             "uptime_s": time.perf_counter() - self.recorder.t0,
             "ring_size": self.recorder.events.maxlen,
+            "callbacks": _callback_counts(),
         }
+
+    def cmd_detach(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Remove the agent: GC callback, tracemalloc if the agent started it, atexit hook, socket."""
+        stopped = False
+        if self.tracemalloc_started_by_agent:
+            import tracemalloc
+
+            tracemalloc.stop()
+            self.tracemalloc_started_by_agent = False
+            stopped = True
+        self.baseline = None
+        detach(self)
+        return {"detached": True, "tracemalloc_stopped": stopped, "callbacks": _callback_counts()}
 
     def cmd_gc(self, req: dict[str, Any]) -> dict[str, Any]:
         r = self.recorder
@@ -462,6 +476,7 @@ class Agent:
         "tm.stop": cmd_tm_stop,
         "tm.snapshot": cmd_tm_snapshot,
         "tm.diff": cmd_tm_diff,
+        "detach": cmd_detach,
     }
 
 
@@ -505,15 +520,32 @@ def start(directory: str | None = None) -> Agent | None:
             ok = agent.start()
             _agent = agent
             if ok:
-                import atexit
-
-                atexit.register(agent.stop)
-                if hasattr(os, "register_at_fork") and not getattr(start, "_fork_hook", False):
-                    os.register_at_fork(after_in_child=_after_fork)
-                    start._fork_hook = True  # type: ignore[attr-defined]
+                _install_hooks()
             return agent if ok else None
     except Exception:
         return None
+
+
+# Process hooks are registered once per loaded module and act on whichever agent is current, so
+# that attach/detach cycles (obskit gc --inject / --detach) never pile registrations up.
+_hooks = {"atexit": 0, "fork": 0}
+
+
+def _install_hooks() -> None:
+    if not _hooks["atexit"]:
+        import atexit
+
+        atexit.register(_at_exit)
+        _hooks["atexit"] += 1
+    if hasattr(os, "register_at_fork") and not _hooks["fork"]:
+        os.register_at_fork(after_in_child=_after_fork)
+        _hooks["fork"] += 1
+
+
+def _at_exit() -> None:
+    agent = _agent
+    if agent is not None:
+        agent.stop()
 
 
 def _after_fork() -> None:
@@ -525,6 +557,31 @@ def _after_fork() -> None:
             agent.after_fork()
         except Exception:
             pass
+
+
+def _callback_counts() -> dict[str, Any]:
+    """What the agent leaves registered in the process (a debug view: detach must remove it all)."""
+    import atexit
+
+    ncallbacks = getattr(atexit, "_ncallbacks", None)  # every registration in the process, ever
+    return {
+        "gc": sum(1 for c in gc.callbacks if getattr(c, "__name__", "") == "obskit_gc_callback"),
+        "atexit": ncallbacks() if ncallbacks is not None else None,
+        "obskit_atexit": _hooks["atexit"],
+        "obskit_fork": _hooks["fork"],
+    }
+
+
+def detach(agent: Agent | None = None) -> None:
+    """Stop the agent and forget it, so that a later start() (another attach) begins afresh."""
+    global _agent
+    with _lock:
+        agent = agent or _agent
+        if agent is None:
+            return
+        if _agent is agent:
+            _agent = None
+    agent.stop()
 
 
 def stop() -> None:
