@@ -40,7 +40,6 @@ def register(app: typer.Typer) -> None:
         GC collections and pauses (where the obskit agent runs) and workers against the quota.
         Collection runs in the background; a scrape returns the last snapshot at once.
         """
-        import os
         import socket
         import sys
         import time
@@ -164,7 +163,6 @@ def register(app: typer.Typer) -> None:
                  + (f", {left} left in the spool {profiler.pusher.dir} (sent when obskit serve runs again)" if left else ""))
         else:
             info(f"stopped: {loop.health.collections} collections")
-        _ = os
 
 
 def _redacted(url: str) -> str:
