@@ -77,8 +77,8 @@ def register(app: typer.Typer) -> None:
         from obskit.errors import UsageError
         from obskit.logs.filters import build_filters
         from obskit.logs.pipeline import Options, Pipeline
-        from obskit.logs.sources import check_stdin_usable, pid_sources, resolve_paths
-        from obskit.output import emit_json
+        from obskit.logs.sources import check_stdin_usable, is_glob, pid_sources, resolve_paths
+        from obskit.output import emit_json, info
         from obskit.selftrace import span
 
         if raw and as_json and not summary:
@@ -90,7 +90,8 @@ def register(app: typer.Typer) -> None:
         if tail is not None and tail < 0:
             raise UsageError("--tail must be 0 or more", "e.g. --tail 100")
         filters = build_filters(level, since, until, trace_id, grep, where or [])
-        specs = resolve_paths(list(paths or []))
+        specs = resolve_paths(list(paths or []), follow=follow)
+        globs = [p for p in paths or [] if is_glob(p)] if follow else []
         notes: list[str] = []
         if pid is not None:
             found = pid_sources(pid, proc_root)
@@ -101,7 +102,7 @@ def register(app: typer.Typer) -> None:
                 hint = notes[0] if notes else "pipe its output in with '-'"
                 raise InputError(f"process {pid} has no log files open", hint, pid=pid)
             specs.extend(found.specs)
-        if not specs:
+        if not specs and not globs:
             if sys.stdin is None or sys.stdin.isatty():
                 raise UsageError("no log source given", "give files or globs, '-' for stdin, or --pid N")
             from obskit.logs.sources import SourceSpec
@@ -109,7 +110,7 @@ def register(app: typer.Typer) -> None:
             specs = [SourceSpec("stdin", None)]
         check_stdin_usable(specs)
         for note in notes:
-            sys.stderr.write(f"obskit: {note}\n")
+            info(note)
 
         mode = "summary" if summary else "json" if as_json else "raw" if raw else "human"
         if quiet:
@@ -123,6 +124,7 @@ def register(app: typer.Typer) -> None:
             mode="none" if mode == "summary" else mode,
             color=bool(use_color) and mode == "human",
             summary=summary,
+            globs=globs,
         )
         if any(s.path is None for s in specs):
             opts.tail = None  # stdin cannot seek
@@ -138,7 +140,11 @@ def register(app: typer.Typer) -> None:
                 raise Unavailable(f"--otlp needs opentelemetry-proto: {e}", "pip install opentelemetry-proto") from None
         with span("obskit.logs", sources=len(specs), follow=follow) as s:
             pipe = Pipeline(specs, filters, opts, exporter=exporter)
-            result = pipe.run()
+            try:
+                result = pipe.run()
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP made one, outside the read loop
+                pipe.interrupted = True
+                result = pipe.build_summary() if pipe.summary is not None else None
             s.set_attribute("lines", pipe.counters.lines)
             s.set_attribute("records", pipe.counters.records)
         otlp_stats = exporter.close() if exporter is not None else None
@@ -177,5 +183,9 @@ def _footer(pipe: object, mode: str, otlp_stats: dict[str, object] | None) -> No
             otlp += f" ({otlp_stats['last_error']})"
         parts.append(otlp)
     if mode == "human" or lost or otlp_stats is not None or pipe.interrupted:
-        sys.stderr.write("obskit: " + ", ".join(parts) + "\n")
-        sys.stderr.flush()
+        from obskit.output import info
+
+        try:
+            info(", ".join(parts))
+        except (OSError, ValueError):  # a hung-up terminal: the counters are lost, the result is not
+            pass

@@ -246,3 +246,83 @@ def test_closed_stdin_and_stdout_are_one_line_or_quiet(tmp_path: Path) -> None:
 def test_pid_of_a_zombie_says_it_exited(zombie_pid: str) -> None:
     r = run_obskit("logs", "--pid", zombie_pid)
     assert r.exit_code == ExitCode.TARGET_EXITED and "zombie" in r.stderr and r.stderr.count("\n") == 1
+
+
+def _big_mixed_file(path: Path, min_bytes: int = 17 << 20) -> int:
+    """MIXED (json, logfmt, python text with tracebacks, plain) repeated past the size at which
+    two processes read it, with every spelling of error-or-worse; returns the repeats."""
+    block = MIXED.read_bytes()
+    extra = (b'{"level":"ERROR","msg":"upper"}\n{"severity":"critical","msg":"crit"}\n'
+             b'{"levelno":40,"msg":"py"}\n{"level":"\\u0065rror","msg":"escaped"}\n')
+    unit = block + extra
+    n = min_bytes // len(unit) + 1
+    with open(path, "wb") as f:
+        for _ in range(n):
+            f.write(unit)
+    return n
+
+
+@pytest.mark.slow
+def test_two_processes_print_what_one_does(tmp_path: Path) -> None:
+    """Byte ranges read by a worker process: the same records, in the same order, the same summary;
+    no level spelling is lost by the prefilter, tracebacks stay with their records across the cut."""
+    p = tmp_path / "big.log"
+    n = _big_mixed_file(p)
+    one = {"OBSKIT_LOGS_WORKERS": "1"}
+    for args in (["--level", "error", "--json"], ["--json"], ["--summary", "--json"]):
+        both = run_obskit("logs", str(p), *args)
+        alone = run_obskit("logs", str(p), *args, env=one)
+        assert both.exit_code == 0 and alone.exit_code == 0, both.stderr + alone.stderr
+        assert both.stdout == alone.stdout, args
+    errors = records(run_obskit("logs", str(p), "--level", "error", "--json").stdout)
+    assert len(errors) == n * (8 + 4)  # 7 error + 1 critical in MIXED, 4 more spellings
+    assert Counter(str(r["message"]) for r in errors)["escaped"] == n
+    s = json.loads(run_obskit("logs", str(p), "--summary", "--json").stdout)
+    assert s["lines"] == n * 27 and s["records"] == n * 23
+    assert s["by_level"]["error"] == n * 10 and s["by_level"]["critical"] == n * 2
+
+
+def test_since_uses_the_one_duration_grammar(cli: Callable[..., Result], tmp_path: Path) -> None:
+    import time
+
+    p = tmp_path / "t.log"
+    now = time.time()
+    p.write_text(json.dumps({"ts": now - 2 * 86400, "level": "info", "msg": "old"}) + "\n"
+                 + json.dumps({"ts": now - 3600, "level": "info", "msg": "recent"}) + "\n")
+    for since in ("1d", "1d ago", "2h", "1w"):
+        got = [x["message"] for x in records(cli("logs", str(p), "--json", "--since", since).stdout)]
+        assert got == (["recent"] if since != "1w" else ["old", "recent"]), since
+    r = cli("logs", str(p), "--since", "5 parsecs ago")
+    assert r.exit_code == 2 and "unknown unit" in r.stderr
+
+
+def test_padded_64_bit_trace_ids_stay_distinct(cli: Callable[..., Result], tmp_path: Path) -> None:
+    p = tmp_path / "t.log"
+    p.write_text("".join(json.dumps({"level": "error", "msg": "m", "trace_id": f"{i:032x}"}) + "\n"
+                         for i in (0xA1, 0xB2)) + json.dumps({"level": "error", "msg": "w",
+                                                                "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}) + "\n")
+    human = cli("logs", str(p), "--no-color").stdout.splitlines()
+    assert "trace=00000000000000a1" in human[0] and "trace=00000000000000b2" in human[1]
+    assert "trace=4bf92f3577b34da6a3ce929d0e0e4736" in human[2]
+
+
+def test_summary_histogram_shows_the_whole_range(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """94 one-second buckets: every one is drawn (rebucketed to 40 rows at most), from the first
+    record's time to the last; a uniformly random error stream reports no burst."""
+    import random
+
+    rnd = random.Random(3)
+    p = tmp_path / "t.log"
+    t0 = 1715688000
+    with open(p, "w") as f:
+        for i in range(94 * 20):
+            f.write(json.dumps({"ts": t0 + i / 20, "level": "error" if rnd.random() < 0.05 else "info",
+                                "msg": "m"}) + "\n")
+    s = json.loads(cli("logs", str(p), "--summary", "--json").stdout)
+    assert len(s["histogram"]) == 94 and s["bursts"] == []
+    human = cli("logs", str(p), "--summary").stdout
+    rows = [line for line in human.splitlines() if line[:2] == "12" and line[2] == ":"]
+    assert 24 <= len(rows) <= 40
+    assert rows[0].startswith("12:00:00") and "94 buckets of 1s shown 3 to a row" in human
+    total = sum(int(line.split()[1] if line.split()[1].isdigit() else line.split()[2]) for line in rows)
+    assert total == 94 * 20

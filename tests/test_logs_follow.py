@@ -189,3 +189,79 @@ def test_drop_policy_counts_what_it_drops(tmp_path: Path) -> None:
     assert pipe.dropped > 0
     assert written + pipe.dropped == 200000  # every line is either shown or counted as dropped
     assert any("dropped" in m for m in markers)
+
+
+WRITER = r"""
+import os, sys, time
+path, start, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+for i in range(start, start + count):
+    os.write(fd, ('{"level":"info","msg":"seq %06d","pad":"%s"}\n' % (i, "x" * 40)).encode())
+    if i % 50 == 0:
+        time.sleep(0.001)
+os.close(fd)
+"""
+
+
+def write_lines(path: Path, start: int, count: int) -> None:
+    """A separate writer process appends ``count`` numbered lines (O_APPEND, as loggers do)."""
+    subprocess.run([sys.executable, "-c", WRITER, str(path), str(start), str(count)], check=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_copytruncate_that_regrows_past_the_offset_is_a_gap(follow: list[Follower], tmp_path: Path) -> None:
+    """copytruncate (copy, then truncate in place) while obskit is between two polls, and the writer
+    regrows the file past obskit's read offset before it looks again: a gap marker with the count
+    unknown, the new contents read from their start, and the footer never says 0 gaps."""
+    log = tmp_path / "app.log"
+    write_lines(log, 0, 1000)
+    f = Follower(str(log), "--json", "--tail", "0")
+    follow.append(f)
+    f.stderr_line("following")
+    write_lines(log, 1000, 500)
+    assert [r["message"] for r in f.records(500)][-1] == "seq 001499"
+    os.kill(f.proc.pid, signal.SIGSTOP)  # obskit between two polls, for as long as the rotation takes
+    try:
+        write_lines(log, 1500, 300)  # written after obskit's last read: they end up only in the copy
+        with open(log, "rb") as src, open(tmp_path / "app.log.1", "wb") as dst:
+            dst.write(src.read())
+        os.truncate(log, 0)
+        write_lines(log, 1800, 3000)  # regrows far past the read offset
+        assert log.stat().st_size > 1800 * 80
+    finally:
+        os.kill(f.proc.pid, signal.SIGCONT)
+    marker = f.stderr_line("truncated")
+    assert "count unknown" in marker
+    got = [str(r["message"]) for r in f.records(3000)]
+    assert got == [f"seq {i:06d}" for i in range(1800, 4800)]  # every line after the truncation
+    assert f.stop() == 0
+    footer = [line for line in f.stderr() if "lines" in line and "shown" in line]
+    assert footer and "1 gaps" in footer[-1], f.stderr()
+
+
+@pytest.mark.slow
+def test_follow_glob_picks_up_new_files_and_waits_for_a_missing_file(follow: list[Follower], tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_text("")
+    g = Follower(str(tmp_path / "*.log"), "--json")
+    follow.append(g)
+    g.stderr_line("following")
+    append(tmp_path / "a.log", "in-a")
+    assert [r["message"] for r in g.records(1)] == ["in-a"]
+    append(tmp_path / "b.log", "b-first", "b-second")  # created after the start
+    g.stderr_line("following new file")
+    got = g.records(2)
+    assert [(r["source"], r["message"]) for r in got] == [("b.log", "b-first"), ("b.log", "b-second")]
+
+    later = tmp_path / "later.json"
+    w = Follower(str(later), "--json")
+    follow.append(w)
+    notice = w.stderr_line("does not exist yet")
+    assert "waiting" in notice
+    append(later, "first", "second")
+    assert [r["message"] for r in w.records(2)] == ["first", "second"]
+    assert w.stop() == 0
+
+    gone = Follower(str(tmp_path / "no-such-dir" / "app.log"), "--json")
+    follow.append(gone)
+    assert gone.proc.wait(TIMEOUT) == 9
+    assert "no such file" in gone.stderr_line("no such file")

@@ -314,3 +314,88 @@ def test_bursts_found_against_baseline() -> None:
     assert len(bursts) == 1
     assert bursts[0].errors == 120
     assert bursts[0].start == "2024-05-14T12:01:00.000Z"
+
+
+def _errors_stream(per_bucket: list[int], t0: float = 1715688000.0, fill: int = 0) -> SummaryBuilder:
+    sb = SummaryBuilder()
+    p = Parser("t")
+    for sec, n in enumerate(per_bucket):
+        for j in range(n):
+            sb.add(p.parse(json.dumps({"level": "error", "msg": "boom", "ts": t0 + sec + j / (n + 1)}).encode())[0])
+        for _ in range(fill):
+            sb.add(p.parse(json.dumps({"level": "info", "msg": "ok", "ts": t0 + sec + 0.5}).encode())[0])
+    return sb
+
+
+def test_no_burst_from_a_short_or_thin_baseline() -> None:
+    import random
+
+    # the shape that once gave "6 errors, 6.0x baseline 1.0/bucket": a one-bucket baseline at the start
+    assert _errors_stream([1, 6, 1, 0, 2, 1, 1]).bursts() == []
+    # a uniformly random error stream over 94 buckets: many tries, never a burst
+    for seed in range(20):
+        rnd = random.Random(seed)
+        counts = [sum(rnd.random() < 0.05 for _ in range(20)) for _ in range(94)]
+        assert _errors_stream(counts, fill=20).bursts() == [], (seed, counts)
+    # a baseline of fewer than BASELINE_MIN_RECORDS records is no baseline
+    from obskit.logs.summary import BASELINE_MIN_RECORDS
+
+    thin = [0] * 12 + [50]
+    assert _errors_stream(thin).bursts() == []
+    assert len(_errors_stream(thin, fill=BASELINE_MIN_RECORDS // 10 + 1).bursts()) == 1
+
+
+def test_summaries_of_two_halves_merge_into_the_whole() -> None:
+    p = Parser("t")
+    lines = [json.dumps({"level": "error" if i % 7 == 0 else "info", "msg": f"m {i % 13}", "ts": 1715688000 + i * 0.37,
+                         "trace_id": f"{i % 5:032x}"}).encode() for i in range(5000)]
+    whole, a, b = SummaryBuilder(), SummaryBuilder(), SummaryBuilder()
+    for i, line in enumerate(lines):
+        rec = p.parse(line)[0]
+        whole.add(rec)
+        (a if i < 3100 else b).add(p.parse(line)[0])
+    import pickle
+
+    a.merge(pickle.loads(pickle.dumps(b)))
+    kw: dict[str, object] = {"lines": 5000, "unparsed": 0, "capped": 0, "invalid_utf8": 0, "dropped": 0, "gaps": 0,
+                             "sources": []}
+    assert a.result(**kw) == whole.result(**kw)  # type: ignore[arg-type]
+
+
+def test_rebucket_covers_every_bucket() -> None:
+    from obskit.logs.render import rebucket
+    from obskit.logs.summary import Bucket
+
+    buckets = [Bucket(str(i), {"info": i}) for i in range(94)]
+    rows, width = rebucket(buckets, 40)
+    assert width == 3 and len(rows) == 32 and rows[0].start == "0" and rows[-1].start == "93"
+    assert sum(r.counts["info"] for r in rows) == sum(range(94))
+
+
+@pytest.mark.slow
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(level_lines(), min_size=1, max_size=12), st.sampled_from(["warning", "error", "critical"]),
+       st.booleans())
+def test_chunk_prefilter_engines_never_reject_a_match(lines: list[bytes], threshold: str, hyperscan: bool) -> None:
+    """Both scanners (Hyperscan and the pure-Python fallback) over one chunk of several lines."""
+    import os
+
+    from obskit.logs.filters import ChunkPrefilter
+
+    old = os.environ.pop("OBSKIT_NO_HYPERSCAN", None)
+    if not hyperscan:
+        os.environ["OBSKIT_NO_HYPERSCAN"] = "1"
+    try:
+        pre = ChunkPrefilter(threshold, None)
+    finally:
+        os.environ.pop("OBSKIT_NO_HYPERSCAN", None)
+        if old is not None:
+            os.environ["OBSKIT_NO_HYPERSCAN"] = old
+    data = b"\n".join(lines) + b"\n"
+    starts = {s for s, _ in pre.spans(data)}
+    pos = 0
+    for line in lines:
+        rec = Parser("t").parse(line)[0]
+        if LEVELS.get(rec.level or "", 0) >= LEVELS[threshold]:
+            assert pos in starts, (pre.engine, line)
+        pos += len(line) + 1

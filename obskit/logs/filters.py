@@ -8,6 +8,7 @@ what the parser could possibly produce for that line (see ``model.LEVEL_TOKENS``
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
 import time as _time
 from dataclasses import dataclass, field
@@ -17,21 +18,27 @@ from obskit.errors import UsageError
 from obskit.logs.model import LEVEL_TOKENS, LEVELS, LogRecord, level_rank, normalise_level
 from obskit.logs.parse import parse_time
 
-_REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr|d|w)?\s*(?:ago)?\s*$", re.I)
-_UNIT = {None: 1.0, "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0,
-         "d": 86400.0, "w": 604800.0}
+_NUMBER = re.compile(r"\d+(?:\.\d*)?")
 
 
 def parse_when(text: str, option: str, now: float | None = None) -> float:
-    """``15m`` / ``2h`` / ``90s`` ago, ``now``, an ISO time, a time of day today, or epoch seconds."""
+    """A point in time: a duration ago in obskit's one grammar (``15m``, ``2h ago``, ``90``; see
+    :mod:`obskit.durations`), ``now``, an ISO time, a time of day today, or epoch seconds (a bare
+    number past 10^8)."""
+    from obskit.durations import parse_duration
+
     now = _time.time() if now is None else now
     s = text.strip()
     if s.lower() == "now":
         return now
-    m = _REL.match(s)
-    if m and not (m.group(2) is None and float(m.group(1)) > 1e8):
-        unit = m.group(2).lower() if m.group(2) else None
-        return now - float(m.group(1)) * _UNIT[unit]
+    ago = s.lower().endswith("ago")
+    rel = s[:-3].strip() if ago else s
+    if not (_NUMBER.fullmatch(rel) and float(rel) > 1e8):
+        try:
+            return now - parse_duration(rel, option=option, allow_zero=True)
+        except UsageError:
+            if ago:
+                raise
     if re.fullmatch(r"\d\d:\d\d(:\d\d(\.\d+)?)?", s):
         today = _dt.datetime.fromtimestamp(now).strftime("%Y-%m-%d")
         s = f"{today} {s}"
@@ -70,14 +77,36 @@ def level_prefilter(threshold: str) -> Callable[[bytes], bool] | None:
     return pre
 
 
-_NUMERIC_BY_KEY = [(k, re.compile(re.escape(k) + rb'[\w.]*\\?"?\s*[:=]\s*\\?"?\s*\d'))
+_NUMERIC_BY_KEY = [(k, re.compile(re.escape(k) + rb'[\w.]*\\?"?[^\S\n]*[:=][^\S\n]*\\?"?[^\S\n]*\d'))
                    for k in (b"level", b"lvl", b"severity", b"number", b"@l")]
+# the same, for a multi-pattern scanner (no newline inside one match: a match belongs to one line)
+_NUMERIC_PATTERN = rb'(?:level|lvl|severity|number|@l)[\w.]*\\?"?[ \t\r\f\v]*[:=][ \t\r\f\v]*\\?"?[ \t\r\f\v]*\d'
 
 
-class BlockPrefilter:
-    """Candidate line indices of a whole batch at once: a handful of C-speed ``find`` scans
-    over the joined, lower-cased batch instead of Python work per line.  Lines not returned
-    are proven not to match (same tokens as :func:`level_prefilter`)."""
+def _hyperscan_db(tokens: list[bytes], numeric: bool) -> Any:
+    """A compiled Hyperscan database for ``tokens`` (caseless) and the numeric-level pattern, or None
+    when Hyperscan is not installed (the pure-Python scan below then does the same work)."""
+    if os.environ.get("OBSKIT_NO_HYPERSCAN"):
+        return None
+    try:
+        import hyperscan
+    except ImportError:  # pragma: no cover - optional on platforms without wheels
+        return None
+    exprs = [re.escape(t) for t in tokens]
+    if numeric:
+        exprs.append(_NUMERIC_PATTERN)
+    db = hyperscan.Database()
+    db.compile(expressions=exprs, ids=list(range(len(exprs))),
+               flags=[hyperscan.HS_FLAG_CASELESS] * len(exprs))
+    return db
+
+
+class ChunkPrefilter:
+    """Candidate lines of a chunk of whole lines, found by scanning the chunk at C speed (Hyperscan
+    when installed: one pass for every token; otherwise a lower-cased copy and one ``find`` per
+    token).  Lines not returned are proven not to match: a line at ``level`` or above contains one
+    of ``LEVEL_TOKENS[level]`` in some case, a JSON escape (which can spell anything), or a number
+    behind a level key; ``--trace-id`` lines contain the id (in any case) or a JSON escape."""
 
     def __init__(self, level: str | None, trace_id: str | None) -> None:
         self.tokens: list[bytes] = []
@@ -86,48 +115,102 @@ class BlockPrefilter:
             self.tokens.extend(minimal_tokens(LEVEL_TOKENS[level]))
             self.tokens.append(b"\\u")
             self.numeric = True
-        self.needle = trace_id.encode() if trace_id else None
+        self.needle = trace_id.lower().encode() if trace_id else None
+        self._db = _hyperscan_db(self.tokens, self.numeric) if self.tokens else None
 
     @property
     def active(self) -> bool:
         return bool(self.tokens or self.needle)
 
+    @property
+    def engine(self) -> str:
+        return "hyperscan" if self._db is not None else "python"
+
+    def spans(self, data: bytes) -> list[tuple[int, int]]:
+        """(start, end) of each candidate line of ``data`` (``end`` excludes the newline), in order."""
+        level: list[tuple[int, int]] | None = None
+        if self.tokens:
+            level = self._level_spans(data)
+        if self.needle is None:
+            return level or []
+        low = data.lower()
+        found = _line_spans(data, _find_all(low, self.needle) + _find_all(low, b"\\u"))
+        if level is None:
+            return found
+        keep = {s for s, _ in found}
+        return [sp for sp in level if sp[0] in keep]
+
+    def _level_spans(self, data: bytes) -> list[tuple[int, int]]:
+        if self._db is not None:
+            ends: list[int] = []
+            add = ends.append
+
+            def on_match(_id: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
+                add(end - 1)
+
+            self._db.scan(data, match_event_handler=on_match)
+            return _line_spans(data, ends)
+        low = data.lower()
+        hits: list[int] = []
+        for tok in self.tokens:
+            hits.extend(_find_all(low, tok))
+        if self.numeric:
+            for key, rx in _NUMERIC_BY_KEY:
+                n = low.count(key)
+                # every occurrence directly followed by '":"' holds a string: no number behind this key
+                if n == 0 or n == low.count(key + b'":"'):
+                    continue
+                hits.extend(m.start() for m in rx.finditer(low))
+        return _line_spans(data, hits)
+
+
+def _find_all(low: bytes, needle: bytes) -> list[int]:
+    """Offsets of ``needle`` in ``low``, at most one per line."""
+    out: list[int] = []
+    find = low.find
+    pos = find(needle)
+    while pos >= 0:
+        out.append(pos)
+        nl = find(b"\n", pos)
+        if nl < 0:
+            break
+        pos = find(needle, nl + 1)
+    return out
+
+
+def _line_spans(data: bytes, offsets: list[int]) -> list[tuple[int, int]]:
+    """The lines holding the byte at each offset, each once, in order."""
+    out: list[tuple[int, int]] = []
+    last = -1
+    rfind, find = data.rfind, data.find
+    for off in sorted(offsets):
+        if off <= last:
+            continue
+        start = rfind(b"\n", 0, off) + 1
+        end = find(b"\n", off)
+        if end < 0:
+            end = len(data)
+        out.append((start, end))
+        last = end
+    return out
+
+
+class BlockPrefilter:
+    """:class:`ChunkPrefilter` over a list of lines: the indices of the candidate lines."""
+
+    def __init__(self, level: str | None, trace_id: str | None) -> None:
+        self.chunk = ChunkPrefilter(level, trace_id)
+
+    @property
+    def active(self) -> bool:
+        return self.chunk.active
+
     def candidates(self, lines: list[bytes]) -> list[int]:
         from bisect import bisect_right
         from itertools import accumulate
 
-        block = b"\n".join(lines)
-        low = block.lower()
         starts = [0, *accumulate(len(x) + 1 for x in lines)]
-
-        def scan(needle: bytes) -> set[int]:
-            found: set[int] = set()
-            find = low.find
-            pos = find(needle)
-            while pos >= 0:
-                i = bisect_right(starts, pos) - 1
-                found.add(i)
-                pos = find(needle, starts[i + 1])
-            return found
-
-        hits: set[int] | None = None
-        if self.tokens:
-            hits = set()
-            for tok in self.tokens:
-                hits |= scan(tok)
-            if self.numeric:
-                for key, rx in _NUMERIC_BY_KEY:
-                    n = low.count(key)
-                    # every occurrence directly followed by '":"' holds a string: no number behind this key
-                    if n == 0 or n == low.count(key + b'":"'):
-                        continue
-                    for m in rx.finditer(low):
-                        hits.add(bisect_right(starts, m.start()) - 1)
-        if self.needle is not None:
-            # JSON escapes can spell anything: lines with them stay candidates
-            t = scan(self.needle) | scan(b"\\u")
-            hits = t if hits is None else hits & t
-        return sorted(hits or ())
+        return [bisect_right(starts, s) - 1 for s, _ in self.chunk.spans(b"\n".join(lines))]
 
 
 @dataclass
@@ -249,8 +332,8 @@ class Filters:
         return bool(self.level or self.since is not None or self.until is not None or self.trace_id or self.grep
                     or self.where)
 
-    def block_prefilter(self) -> BlockPrefilter | None:
-        b = BlockPrefilter(self.level, self.trace_id)
+    def block_prefilter(self) -> ChunkPrefilter | None:
+        b = ChunkPrefilter(self.level, self.trace_id)
         return b if b.active else None
 
     def line_prefilter(self) -> Callable[[bytes], bool] | None:

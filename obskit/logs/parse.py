@@ -30,6 +30,7 @@ try:  # optional: 2-3x faster JSON decoding when present (OBSKIT_NO_ORJSON=1 to 
             return json.loads(b)
 
     JSON_BACKEND = "orjson"
+    _fast_loads = _orjson.loads
 except ImportError:  # pragma: no cover - depends on the environment
     _json_loads = json.loads
 
@@ -37,6 +38,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         return _json_loads(b)
 
     JSON_BACKEND = "json"
+    _fast_loads = _loads  # type: ignore[assignment]
 
 _JSONDecodeError: tuple[type[Exception], ...] = (ValueError, TypeError, RecursionError)
 
@@ -68,6 +70,8 @@ def parse_time(value: Any) -> float | None:
     """Epoch seconds from epoch s/ms/µs/ns numbers (or numeric strings), ISO 8601 / RFC 3339,
     Python's asctime (``2024-05-14 12:00:00,123``), or GCP's ``{"seconds", "nanos"}``."""
     try:
+        if type(value) is str and 19 <= len(value) <= 40 and value[4] == "-":
+            return _iso(value.strip())  # the common case first: an ISO 8601 / RFC 3339 string
         if isinstance(value, bool):
             return None
         if isinstance(value, (int, float)):
@@ -99,11 +103,18 @@ def _epoch(x: float) -> float | None:
 
 
 _ISO_CACHE: dict[str, float | None] = {}
+_ISO_Z: dict[str, float] = {}  # "2024-05-14T12:00:00" (UTC) -> epoch seconds
+_POW10 = [10**i for i in range(10)]
 _LOCAL_TZ = _dt.datetime.now().astimezone().tzinfo
 _ISO_FAST = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:[.,](\d{1,9}))?(Z|z|[+-]\d\d:?\d\d)?$")
 
 
 def _iso(s: str) -> float | None:
+    if s[-1:] == "Z" and s[19:20] in (".", ","):  # 2024-05-14T12:00:00.123Z: no regex for the usual shape
+        frac = s[20:-1]
+        sec = _ISO_Z.get(s[:19])
+        if sec is not None and frac.isdigit() and len(frac) <= 9 and frac.isascii():
+            return sec + int(frac) / _POW10[len(frac)]
     m = _ISO_FAST.match(s)
     if m is None:
         return _iso_slow(s)
@@ -116,6 +127,10 @@ def _iso(s: str) -> float | None:
         sec = _ISO_CACHE[key] = _iso_slow(key)
         if sec is None:
             return None
+    if tz == "Z":
+        if len(_ISO_Z) > 4096:
+            _ISO_Z.clear()
+        _ISO_Z[base] = sec
     return sec + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
@@ -223,12 +238,166 @@ def _accept(role: str, v: Any) -> bool:
     return isinstance(v, (int, float, str))  # levelnum
 
 
+_ACCEPT_TYPES: dict[str, frozenset[type]] = {
+    "level": frozenset((str, int, float)),
+    "time": frozenset((str, int, float, dict)),
+    "msg": frozenset((str, int, float)),
+    "logger": frozenset((str,)),
+    "traceparent": frozenset((str,)),
+    "trace": frozenset((str, int)),
+    "span": frozenset((str, int)),
+    "levelnum": frozenset((int, float, str)),
+}
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, str], ...] | None] = {}
+_LEVEL_CACHE: dict[str, str | None] = {}
+_SLOT_ROLES = ("level", "levelnum", "time", "msg", "logger", "trace", "span", "traceparent")
+_SLOTS: dict[tuple[str, ...], tuple[str | None, ...]] = {}
+_CHECKS: dict[tuple[str, ...], tuple[tuple[tuple[str, frozenset[type]], ...], tuple[str | None, ...]]] = {}
+# keys that change the full scan's outcome by their value ("trace"/"logger" holding a dict are
+# refused by the per-record type check instead)
+_PLAN_BLOCKERS = frozenset(k for k in _NESTED if k not in _ROLES) | {"name", "line", "labels", "jsonPayload"}
+
+
+def _plan(rec: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """Which key plays which role for records with exactly these keys (in this order), when that
+    follows from the keys alone: the same choice :func:`normalise_json`'s full scan makes when each
+    chosen value has an accepted type (checked per record).  None: take the full scan."""
+    keys = tuple(rec)
+    try:
+        return _PLANS[keys]
+    except KeyError:
+        pass
+    plan: tuple[tuple[str, str], ...] | None = None
+    if not _PLAN_BLOCKERS.intersection(keys):
+        found: dict[str, tuple[int, str]] = {}
+        for key in keys:
+            r = _ROLES.get(key)
+            if r is not None and (r[0] not in found or r[1] < found[r[0]][0]):
+                found[r[0]] = (r[1], key)
+        # a chosen key whose value is refused would hand the role to another key: only one key per role
+        per_role: dict[str, int] = {}
+        for key in keys:
+            r = _ROLES.get(key)
+            if r is not None:
+                per_role[r[0]] = per_role.get(r[0], 0) + 1
+        if all(n == 1 for n in per_role.values()):
+            plan = tuple((role, key) for role, (_p, key) in found.items())
+            _SLOTS[keys] = (*(found[r][1] if r in found else None for r in _SLOT_ROLES),
+                            _LEVEL_NUM_SCALE.get(found["levelnum"][1]) if "levelnum" in found else None)
+            _CHECKS[keys] = (tuple((key, _ACCEPT_TYPES[role]) for role, key in plan), _SLOTS[keys])
+    if len(_PLANS) > 512:
+        _PLANS.clear()
+        _SLOTS.clear()
+        _CHECKS.clear()
+    _PLANS[keys] = plan
+    return plan
+
+
+def summary_fields(line: bytes) -> tuple[str | None, float | None, str, str | None] | None:
+    """(level, time, message, trace id) of a JSON line whose key set has a plan, exactly as
+    :class:`Parser` would normalise it, without building the record; None: parse it in full."""
+    if line[:1] != b"{":
+        return None
+    try:
+        rec = _fast_loads(line)
+    except _JSONDecodeError:
+        return None  # (orjson refuses integers past 64 bits: the full path reads them)
+    if type(rec) is not dict:
+        return None
+    keys = tuple(rec)
+    entry = _CHECKS.get(keys)
+    if entry is None:
+        if _plan(rec) is None:
+            return None
+        entry = _CHECKS[keys]
+    checks, slots = entry
+    for key, types in checks:
+        if type(rec[key]) not in types:
+            return None
+    lk, nk, tk, mk, _gk, rk, _sk, pk, scale = slots
+    level = None
+    if lk is not None:
+        v = rec[lk]
+        if type(v) is str:
+            level = _LEVEL_CACHE.get(v)
+            if level is None and v not in _LEVEL_CACHE:
+                return None  # not seen yet: the full path fills the cache
+        else:
+            level = normalise_level(v, "bunyan")
+    if level is None and nk is not None and type(rec[nk]) is not str:
+        level = normalise_level(rec[nk], scale or "python")
+    t = None
+    if tk is not None:
+        v = rec[tk]
+        if type(v) is str and v[-1:] == "Z" and v[19:20] in (".", ","):  # _iso's table, without the calls
+            frac = v[20:-1]
+            t = _ISO_Z.get(v[:19])
+            if t is not None and frac.isdigit() and len(frac) <= 9 and frac.isascii():
+                t += int(frac) / _POW10[len(frac)]
+            else:
+                t = parse_time(v)
+        else:
+            t = parse_time(v)
+    msg = "" if mk is None else rec[mk] if type(rec[mk]) is str else str(rec[mk])
+    if level != "error" and level != "critical":
+        return level, t, msg, None  # the summary keeps trace ids of errors only
+    trace = norm_trace_id(rec[rk]) if rk is not None else None
+    if pk is not None and trace is None:
+        m = _TRACEPARENT.match(rec[pk].strip().lower())
+        if m:
+            trace = m.group(1)
+    return level, t, msg, trace
+
+
+def _planned(rec: dict[str, Any], slots: tuple[Any, ...], out: LogRecord) -> LogRecord:
+    """:func:`normalise_json` for a record whose roles were planned from its keys (values of
+    accepted types, no envelopes, no nesting): the same result with less work per line."""
+    lk, nk, tk, mk, gk, rk, sk, pk, scale = slots
+    pop = rec.pop
+    if lk is not None:
+        level = pop(lk)
+        if type(level) is str:
+            lv = _LEVEL_CACHE.get(level)
+            if lv is None and level not in _LEVEL_CACHE:
+                # a quoted number is a level only in logfmt
+                lv = None if level.strip().isdigit() else normalise_level(level, "bunyan")
+                if len(_LEVEL_CACHE) < 256:
+                    _LEVEL_CACHE[level] = lv
+            out.level = lv
+        else:
+            out.level = normalise_level(level, "bunyan")
+    if nk is not None:
+        num = pop(nk)
+        if out.level is None and type(num) is not str:
+            out.level = normalise_level(num, scale)
+    if tk is not None:
+        t = pop(tk)
+        out.time = parse_time(t)
+    if mk is not None:
+        msg = pop(mk)
+        out.message = msg if type(msg) is str else str(msg)
+    if gk is not None:
+        out.logger = pop(gk)
+    if rk is not None:
+        out.trace_id = norm_trace_id(pop(rk))
+    if sk is not None:
+        out.span_id = norm_span_id(pop(sk))
+    if pk is not None:
+        m = _TRACEPARENT.match(pop(pk).strip().lower())
+        if m:
+            out.trace_id = out.trace_id or m.group(1)
+            out.span_id = out.span_id or m.group(2)
+    out.attrs = rec
+    return out
+
+
 def normalise_json(rec: dict[str, Any], source: str, raw: str, depth: int = 0, logfmt: bool = False) -> LogRecord:
     """A record from a decoded JSON object; ``rec`` is consumed (the remainder becomes attrs)."""
     out = LogRecord(source=source, raw=raw, format="json")
     # envelopes whose payload is another log line: docker json-file ("log"), Loki ("line"), GCP jsonPayload
     inner_line: str | None = None
-    if depth == 0:
+    plan = _plan(rec) if depth == 0 else None
+    if depth == 0 and plan is None:  # a plan exists only for key sets without envelope keys
         if isinstance(rec.get("line"), str) and isinstance(rec.get("labels"), dict):  # Loki / logcli jsonl
             inner_line = rec.pop("line")
             for k, v in rec.pop("labels").items():
@@ -240,26 +409,42 @@ def normalise_json(rec: dict[str, Any], source: str, raw: str, depth: int = 0, l
             del rec["jsonPayload"]
             for k, v in payload.items():
                 rec.setdefault(k, v)
-    found: dict[str, tuple[int, str]] = {}
-    roles = _ROLES
-    nested = False
-    for key, value in rec.items():
-        r = roles.get(key)
-        if r is not None:
-            role, prio = r
-            if _accept(role, value):
-                cur = found.get(role)
-                if cur is None or prio < cur[0]:
-                    found[role] = (prio, key)
-            elif isinstance(value, dict) and key in _NESTED:
-                nested = True
-        elif key in _NESTED and isinstance(value, dict):
-            nested = True
     values: dict[str, Any] = {}
-    for role, (_prio, key) in found.items():
-        values[role] = rec.pop(key)
-        if role == "levelnum":
-            values["levelnum_scale"] = _LEVEL_NUM_SCALE[key]
+    nested = False
+    if plan is not None:
+        # the common case: a key set seen before, every chosen value of an acceptable type
+        types = _ACCEPT_TYPES
+        for role, key in plan:
+            if type(rec[key]) not in types[role]:
+                plan = None
+                break
+        else:
+            if not logfmt:
+                return _planned(rec, _SLOTS[tuple(rec)], out)
+    if plan is not None:
+        for role, key in plan:
+            values[role] = rec.pop(key)
+            if role == "levelnum":
+                values["levelnum_scale"] = _LEVEL_NUM_SCALE[key]
+    else:
+        found: dict[str, tuple[int, str]] = {}
+        roles = _ROLES
+        for key, value in rec.items():
+            r = roles.get(key)
+            if r is not None:
+                role, prio = r
+                if _accept(role, value):
+                    cur = found.get(role)
+                    if cur is None or prio < cur[0]:
+                        found[role] = (prio, key)
+                elif isinstance(value, dict) and key in _NESTED:
+                    nested = True
+            elif key in _NESTED and isinstance(value, dict):
+                nested = True
+        for role, (_prio, key) in found.items():
+            values[role] = rec.pop(key)
+            if role == "levelnum":
+                values["levelnum_scale"] = _LEVEL_NUM_SCALE[key]
     if nested:
         for outer, inner_keys in _NESTED.items():
             sub = rec.get(outer)
@@ -274,7 +459,12 @@ def normalise_json(rec: dict[str, Any], source: str, raw: str, depth: int = 0, l
     if level is not None and not (isinstance(level, str) and level.strip().isdigit() and not logfmt):
         # a numeric "level" is bunyan/pino's scale; python's own number is "levelno".  A quoted number
         # is a level only in logfmt (where every value is text): the prefilter relies on this.
-        out.level = normalise_level(level, "bunyan")
+        lv = _LEVEL_CACHE.get(level) if type(level) is str else None
+        if lv is None:
+            lv = normalise_level(level, "bunyan")
+            if type(level) is str and len(_LEVEL_CACHE) < 256:
+                _LEVEL_CACHE[level] = lv
+        out.level = lv
     num = values.get("levelnum")
     if out.level is None and num is not None and (logfmt or not isinstance(num, str)):
         out.level = normalise_level(num, values["levelnum_scale"])

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from obskit.logs.model import LogRecord, Marker
-from obskit.logs.summary import LogsSummary
+from obskit.logs.summary import Bucket, LogsSummary
 
 _COLOURS = {"trace": "2", "debug": "34", "info": "32", "warning": "33", "error": "31", "critical": "1;37;41"}
 _LABELS = {"trace": "TRACE", "debug": "DEBUG", "info": "INFO", "warning": "WARN", "error": "ERROR",
@@ -79,7 +79,7 @@ class LineRenderer:
                 extras.append(f"{key}={_short(value)}")
                 shown += 1
         if rec.trace_id:
-            extras.append(f"trace={rec.trace_id[:16]}")
+            extras.append(f"trace={short_trace_id(rec.trace_id)}")
         if rec.capped:
             extras.append("[capped]")
         if extras:
@@ -95,6 +95,14 @@ class LineRenderer:
     def marker(self, m: Marker) -> str:
         text = f"--- obskit: {safe(m.text)} ---"
         return f"\x1b[1;35m{text}\x1b[0m" if self.color else text
+
+
+def short_trace_id(tid: str) -> str:
+    """What tells trace ids apart: a 64-bit id padded to 128 bits is shown as its 64 bits, any
+    other id whole (cut only past 64 characters)."""
+    if len(tid) == 32 and tid.startswith("0" * 16):
+        return tid[16:]
+    return tid if len(tid) <= 64 else tid[:63] + "…"
 
 
 def _short(v: Any, limit: int = 60) -> str:
@@ -132,6 +140,24 @@ def json_line(rec: LogRecord) -> str:
         return json.dumps(d, ensure_ascii=False, default=str, allow_nan=False, separators=(",", ":"))
 
 
+HISTOGRAM_ROWS = 40
+
+
+def rebucket(buckets: list[Bucket], rows: int) -> tuple[list[Bucket], int]:
+    """``buckets`` merged ``width`` at a time so that the whole range fits in ``rows`` rows."""
+    width = max(1, -(-len(buckets) // rows))
+    if width == 1:
+        return buckets, 1
+    out: list[Bucket] = []
+    for i in range(0, len(buckets), width):
+        counts: dict[str, int] = {}
+        for b in buckets[i:i + width]:
+            for lv, n in b.counts.items():
+                counts[lv] = counts.get(lv, 0) + n
+        out.append(Bucket(buckets[i].start, counts))
+    return out, width
+
+
 def render_summary(s: LogsSummary) -> None:
     from rich.table import Table
 
@@ -150,16 +176,19 @@ def render_summary(s: LogsSummary) -> None:
     if health:
         con.print(f"[yellow]{escape('  '.join(health))}[/]")
     if s.histogram:
-        con.print(f"\n[bold]levels over time[/] (bucket {s.bucket_seconds:g}s)")
-        peak = max(sum(b.counts.values()) for b in s.histogram) or 1
-        for b in s.histogram[-40:]:
+        rows, width = rebucket(s.histogram, HISTOGRAM_ROWS)
+        seconds = (s.bucket_seconds or 1) * width
+        note = f"{len(s.histogram)} buckets of {s.bucket_seconds:g}s shown {width} to a row" if width > 1 else "the whole range"
+        con.print(f"\n[bold]levels over time[/], {seconds:g}s a row ({note})")
+        peak = max(sum(b.counts.values()) for b in rows) or 1
+        for b in rows:
             total = sum(b.counts.values())
             err = sum(n for lv, n in b.counts.items() if lv in ("error", "critical"))
             warn_ = b.counts.get("warning", 0)
-            width = 40
-            bar_e = round(width * err / peak)
-            bar_w = round(width * warn_ / peak)
-            bar_o = max(0, round(width * total / peak) - bar_e - bar_w)
+            bar = 40
+            bar_e = round(bar * err / peak)
+            bar_w = round(bar * warn_ / peak)
+            bar_o = max(0, round(bar * total / peak) - bar_e - bar_w)
             stamp = (b.start or "")[11:19]
             con.print(f"{stamp} [red]{'█' * bar_e}[/][yellow]{'█' * bar_w}[/][dim]{'█' * bar_o}[/] {total}"
                       + (f" ([red]{err} err[/])" if err else ""))

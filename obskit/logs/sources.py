@@ -19,13 +19,14 @@ import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from obskit.errors import InputError, TargetNotFound, UsageError
 from obskit.logs.model import Marker
 
 BLOCK = 1 << 19
 POLL = 0.1
+FINGERPRINT = 64
 LOG_SUFFIXES = (".log", ".json", ".jsonl", ".ndjson", ".txt", ".out", ".err")
 NOT_LOGS = (".db", ".sqlite", ".sqlite3", ".pyc", ".so", ".lock", ".pid", ".sock", "-journal", "-wal", "-shm", ".tmp",
             ".swp", ".zip", ".gz", ".whl", ".tar")
@@ -36,6 +37,7 @@ class SourceSpec:
     label: str
     path: str | None  # None: stdin
     note: str = ""
+    wait: bool = False  # followed, not there yet: wait for it to appear
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Batch:
     source: str
     lines: list[bytes]
     capped: list[int] = field(default_factory=list)
+    data: bytes = b""  # or: whole lines as one chunk, each ending in a newline (``lines`` empty)
+    count: int = 0  # the lines in ``data``
 
 
 @dataclass
@@ -83,6 +87,25 @@ class LineSplitter:
             self.skipping = True
         return lines, capped
 
+    def feed_chunk(self, data: bytes) -> tuple[bytes, list[bytes], list[int]]:
+        """Like :meth:`feed`, but the complete lines come back as one chunk (split later, and only
+        where needed); only a line still open and already longer than ``cap`` is cut here."""
+        if self.skipping:
+            i = data.find(b"\n")
+            if i < 0:
+                return b"", [], []
+            data = data[i + 1:]
+            self.skipping = False
+        if self.buf:
+            data = self.buf + data
+        i = data.rfind(b"\n")
+        chunk, self.buf = (data[: i + 1], data[i + 1:]) if i >= 0 else (b"", data)
+        if len(self.buf) > self.cap:
+            cut, self.buf = self.buf[: self.cap], b""
+            self.skipping = True
+            return chunk, [cut], [0]
+        return chunk, [], []
+
     def flush(self) -> list[bytes]:
         rest, self.buf, self.skipping = self.buf, b"", False
         return [rest] if rest else []
@@ -108,9 +131,38 @@ class Reader(threading.Thread):
         self.rotations = 0
         self.gaps = 0
         self.error: str | None = None
+        self.sink: Callable[[object], None] | None = None  # read_range: items go here, not to the queue
+        self.head = b""  # fingerprints of what was read (see _remember)
+        self.before = b""
+
+    def read_range(self, start: int, end: int | None, sink: Callable[[object], None]) -> None:
+        """Bytes ``start``..``end`` (None: to the end) of the file, both on line starts, read in
+        this thread, each item handed to ``sink``; no Eof."""
+        self.sink = sink
+        assert self.spec.path is not None
+        try:
+            with open(self.spec.path, "rb", buffering=0) as f:
+                f.seek(start)
+                left = (1 << 62) if end is None else end - start
+                while left > 0:
+                    data = f.read(min(BLOCK, left))
+                    if not data:
+                        break
+                    left -= len(data)
+                    self.bytes_read += len(data)
+                    self._feed(data)
+        except BrokenPipeError:
+            raise  # our reader went away (the sink writes): not a reading error
+        except OSError as e:
+            self.error = f"{self.spec.label}: {e.strerror or e}"
+            self._marker("error", f"reading stopped: {e.strerror or e}")
+        self._emit(self.splitter.flush(), [])
 
     # -- queue ----------------------------------------------------------------------
     def _put(self, item: object, lines: int = 0) -> None:
+        if self.sink is not None:
+            self.sink(item)
+            return
         if self.block or not lines:
             while not self.stop.is_set() and not self._put_wait(item):
                 pass
@@ -133,6 +185,14 @@ class Reader(threading.Thread):
         self.lines_read += len(lines)
         self.capped += len(capped)
         self._put(Batch(self.spec.label, lines, capped), len(lines))
+
+    def _feed(self, data: bytes) -> None:
+        chunk, lines, capped = self.splitter.feed_chunk(data)
+        if chunk:
+            n = chunk.count(b"\n")
+            self.lines_read += n
+            self._put(Batch(self.spec.label, [], [], chunk, n), n)
+        self._emit(lines, capped)
 
     def _marker(self, kind: str, text: str, gap: bool = False) -> None:
         self._put(Marker(self.spec.label, kind, text, gap=gap))
@@ -157,20 +217,28 @@ class Reader(threading.Thread):
             if not data:
                 return
             self.bytes_read += len(data)
-            self._emit(*self.splitter.feed(data))
+            self._feed(data)
 
     def _read_file(self, path: str) -> None:
+        if self.follow and self.spec.wait and not os.path.exists(path):
+            # `tail -F`: a file that does not exist yet is waited for, then read from its start
+            while not os.path.exists(path):
+                if self.stop.wait(POLL):
+                    return
+            self._marker("appeared", f"{self.spec.label} appeared; reading it from its start")
+            self.tail = None
         f: BinaryIO = open(path, "rb", buffering=0)
         try:
             if self.tail is not None:
                 f.seek(_tail_offset(f, self.tail))
             while True:
                 self._drain(f)
+                self._remember(f)
                 if not self.follow or self.stop.is_set():
                     return
-                f = self._follow_step(path, f)
                 if self.stop.wait(POLL):
                     return
+                f = self._follow_step(path, f)
         finally:
             f.close()
 
@@ -180,7 +248,25 @@ class Reader(threading.Thread):
             if not data:
                 return
             self.bytes_read += len(data)
-            self._emit(*self.splitter.feed(data))
+            self._feed(data)
+
+    def _remember(self, f: BinaryIO) -> None:
+        """Fingerprint what was read: the file's first bytes and the bytes just before the read
+        offset.  If either changes while the file is no shorter than the offset, the file was
+        truncated and written again past the offset between two polls (copytruncate)."""
+        fd = f.fileno()
+        pos = f.tell()
+        if len(self.head) < FINGERPRINT:
+            self.head = os.pread(fd, FINGERPRINT, 0)
+        k = min(FINGERPRINT, pos)
+        self.before = os.pread(fd, k, pos - k) if k else b""
+
+    def _rewritten(self, f: BinaryIO, pos: int) -> bool:
+        fd = f.fileno()
+        if self.head and os.pread(fd, len(self.head), 0) != self.head:
+            return True
+        k = len(self.before)
+        return bool(k) and os.pread(fd, k, pos - k) != self.before
 
     def _follow_step(self, path: str, f: BinaryIO) -> BinaryIO:
         try:
@@ -194,18 +280,43 @@ class Reader(threading.Thread):
             f.close()
             f = open(path, "rb", buffering=0)
             self.rotations += 1
+            self.head = self.before = b""
             self._marker("rotated", f"{self.spec.label} was rotated; reading the new file from its start")
-            self._drain(f)
             return f
         pos = f.tell()
         if fst.st_size < pos:
-            self.gaps += 1
-            f.seek(0)
-            self.splitter.flush()
-            self._marker("truncated", f"{self.spec.label} was truncated ({pos} -> {fst.st_size} bytes); lines written "
-                         "between the last read and the truncation may be missing", gap=True)
-            self._drain(f)
+            self._restart(f, f"{self.spec.label} was truncated ({pos} -> {fst.st_size} bytes); lines written "
+                          "between the last read and the truncation may be missing (count unknown)")
+        elif self._rewritten(f, pos):
+            self._restart(f, f"{self.spec.label} was truncated and written again past the read offset ({pos} bytes) "
+                          "between two reads (copytruncate?): lines written between the last read and the "
+                          "truncation are missing (count unknown); reading the new contents from the start")
         return f
+
+    def _restart(self, f: BinaryIO, text: str) -> None:
+        self.gaps += 1
+        f.seek(0)
+        self.splitter.flush()
+        self.head = self.before = b""
+        self._marker("truncated", text, gap=True)
+
+
+def line_start_after(path: str, offset: int, is_continuation: Callable[[str], object], limit: int = 1 << 20) -> int:
+    """The first line start at or after ``offset`` whose line does not continue the one before
+    it (a traceback line stays with its record); the file's size when there is none near."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if offset <= 0:
+            return 0
+        f.seek(offset - 1)
+        data = f.read(limit)
+    pos = data.find(b"\n")
+    while 0 <= pos < len(data) - 1:
+        start = pos + 1
+        if not is_continuation(data[start:start + 200].decode("utf-8", "replace")):
+            return offset - 1 + start
+        pos = data.find(b"\n", start)
+    return size
 
 
 def _tail_offset(f: BinaryIO, n: int) -> int:
@@ -239,15 +350,21 @@ def _tail_offset(f: BinaryIO, n: int) -> int:
 # resolving what to read
 
 
-def resolve_paths(args: list[str]) -> list[SourceSpec]:
+def is_glob(arg: str) -> bool:
+    return any(c in arg for c in "*?[")
+
+
+def resolve_paths(args: list[str], follow: bool = False) -> list[SourceSpec]:
+    """Sources for the paths given.  Followed (``follow``), a glob may match nothing yet and a
+    file may not exist yet, as long as their directory does (they are waited for)."""
     specs: list[SourceSpec] = []
     for arg in args:
         if arg == "-":
             specs.append(SourceSpec("stdin", None))
             continue
-        if any(c in arg for c in "*?["):
+        if is_glob(arg):
             matches = sorted(p for p in glob.glob(arg) if os.path.isfile(p))
-            if not matches:
+            if not matches and not (follow and glob.glob(os.path.dirname(arg) or ".")):
                 raise InputError(f"no files match {arg!r}", "check the pattern (quote it so the shell does not expand it)")
             specs.extend(SourceSpec("", p) for p in matches)
             continue
@@ -259,11 +376,32 @@ def resolve_paths(args: list[str]) -> list[SourceSpec]:
             specs.extend(SourceSpec("", p) for p in found)
             continue
         if not os.path.exists(arg):
+            if follow and os.path.isdir(os.path.dirname(arg) or "."):
+                specs.append(SourceSpec("", arg, wait=True))
+                continue
             raise InputError(f"no such file: {arg}", "check the path; use '-' to read stdin")
         if not os.access(arg, os.R_OK):
             raise InputError(f"cannot read {arg}: permission denied", "run as the file's owner or as root")
         specs.append(SourceSpec("", arg))
     return label_sources(specs)
+
+
+def new_glob_matches(patterns: list[str], have: list[SourceSpec]) -> list[SourceSpec]:
+    """Files matching ``patterns`` now that are not among ``have`` (for ``-f GLOB``)."""
+    known = {os.path.realpath(s.path) for s in have if s.path is not None}
+    out: list[SourceSpec] = []
+    for pattern in patterns:
+        for p in sorted(glob.glob(pattern)):
+            real = os.path.realpath(p)
+            if real not in known and os.path.isfile(p):
+                known.add(real)
+                out.append(SourceSpec(os.path.basename(p), p))
+    taken = {s.label for s in have}
+    for s in out:
+        if s.label in taken:
+            s.label = f"{s.label}#{len(taken)}"
+        taken.add(s.label)
+    return out
 
 
 def label_sources(specs: list[SourceSpec]) -> list[SourceSpec]:

@@ -4,7 +4,8 @@ Counts by level; a level histogram whose bucket width doubles whenever the span 
 more than ``MAX_BUCKETS`` buckets; message templates (numbers, ids, hex, UUIDs, IPs masked)
 and trace ids kept as bounded heavy-hitter tables (when a table reaches twice its capacity
 the smallest half is evicted, and the largest evicted count is reported as the error bound
-of every count); error bursts found against a rolling baseline of the preceding buckets.
+of every count); error bursts found against a rolling baseline of the preceding buckets
+(see :meth:`SummaryBuilder.bursts` for the test and the data a baseline needs).
 """
 
 from __future__ import annotations
@@ -20,6 +21,41 @@ MAX_BUCKETS = 120
 TEMPLATE_CAPACITY = 500
 TRACE_CAPACITY = 500
 ERROR_RANK = LEVELS["error"]
+BASELINE_BUCKETS = 10
+BASELINE_MIN_RECORDS = 10
+BURST_MIN_ERRORS = 5
+BURST_P = 0.01
+
+
+def poisson_sf(k: int, lam: float) -> float:
+    """P(X >= k) for X ~ Poisson(lam)."""
+    if k <= 0:
+        return 1.0
+    term = math.exp(-lam)
+    cdf = term
+    for i in range(1, k):
+        term *= lam / i
+        cdf += term
+    return max(0.0, 1.0 - cdf) if cdf < 0.999999 else _poisson_tail(k, lam)
+
+
+def _poisson_tail(k: int, lam: float) -> float:
+    # summed from k upwards when 1 - cdf would lose its digits
+    term = math.exp(-lam + k * math.log(lam) - math.lgamma(k + 1)) if lam > 0 else 0.0
+    total, i = 0.0, k
+    while term > 1e-300 and i < k + 1000:
+        total += term
+        i += 1
+        term *= lam / i
+    return total
+
+
+def _min(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
 
 _MASKS = [
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<uuid>"),
@@ -148,7 +184,8 @@ class SummaryBuilder:
         self.first: float | None = None
         self.last: float | None = None
         self.width = 1.0
-        self.origin: float | None = None
+        self.lo: int | None = None  # lowest and highest bucket index (absolute: floor(t / width))
+        self.hi: int | None = None
         self.buckets: dict[int, dict[str, int]] = {}
         self.templates = _Heavy(TEMPLATE_CAPACITY)
         self.traces = _Heavy(TRACE_CAPACITY)
@@ -156,10 +193,12 @@ class SummaryBuilder:
         self.untimed = 0
 
     def add(self, rec: LogRecord) -> None:
+        self.add_fields(rec.level, rec.time, rec.message if rec.format != "plain" else rec.raw, rec.trace_id)
+
+    def add_fields(self, level_: str | None, t: float | None, msg: str, trace_id: str | None) -> None:
         self.records += 1
-        level = rec.level or "none"
+        level = level_ or "none"
         self.by_level[level] = self.by_level.get(level, 0) + 1
-        t = rec.time
         if t is None:
             self.untimed += 1
         else:
@@ -167,16 +206,19 @@ class SummaryBuilder:
                 self.first = t
             if self.last is None or t > self.last:
                 self.last = t
-            self._bucket(t, level)
-        is_error = LEVELS.get(level, 0) >= ERROR_RANK
-        msg = rec.message if rec.format != "plain" else rec.raw
+            b = self.buckets.get(math.floor(t / self.width))
+            if b is not None:  # a bucket in use: inside the range
+                b[level] = b.get(level, 0) + 1
+            else:
+                self._bucket(t, level)
+        is_error = level == "error" or level == "critical"
         tmpl = self.template_cache.get(msg)
         if tmpl is None:
             tmpl = template_of(msg)
             if len(self.template_cache) > 20000:
                 self.template_cache.clear()
             self.template_cache[msg] = tmpl
-        e = self.templates.get(tmpl)
+        e = self.templates.items.get(tmpl)
         if e is None:
             # [count, errors, levels, first, last, example]
             self.templates.add(tmpl, [1, int(is_error), {level: 1}, t, t, msg[:300]])
@@ -190,56 +232,125 @@ class SummaryBuilder:
                     e[3] = t
                 if e[4] is None or t > e[4]:
                     e[4] = t
-        if is_error and rec.trace_id:
-            te = self.traces.get(rec.trace_id)
+        if is_error and trace_id:
+            te = self.traces.get(trace_id)
             if te is None:
-                self.traces.add(rec.trace_id, [1, t, t, msg[:200]])
+                self.traces.add(trace_id, [1, t, t, msg[:200]])
             else:
                 te[0] += 1
                 if t is not None:
                     te[1] = t if te[1] is None else min(te[1], t)
                     te[2] = t if te[2] is None else max(te[2], t)
 
-    def _bucket(self, t: float, level: str) -> None:
-        if self.origin is None:
-            self.origin = math.floor(t)
-        if t < self.origin:
-            # an earlier record (sources interleave): move the origin back by whole buckets
-            shift = math.ceil((self.origin - t) / self.width)
-            self.origin -= shift * self.width
-            self.buckets = {k + shift: v for k, v in self.buckets.items()}
-        idx = int((t - self.origin) // self.width)
-        while idx >= MAX_BUCKETS:
-            merged: dict[int, dict[str, int]] = {}
-            for k, v in self.buckets.items():
-                m = merged.setdefault(k // 2, {})
-                for lv, n in v.items():
-                    m[lv] = m.get(lv, 0) + n
-            self.buckets = merged
-            self.width *= 2
-            idx = int((t - self.origin) // self.width)
+    def _bucket(self, t: float, level: str, n: int = 1) -> None:
+        # buckets sit on an absolute grid (index = floor(t / width)), so two builders' buckets of
+        # one width line up and merge exactly
+        idx = math.floor(t / self.width)
+        b = self.buckets.get(idx)
+        if b is not None:  # the usual case: a bucket in use (so inside the range)
+            b[level] = b.get(level, 0) + n
+            return
+        lo = idx if self.lo is None or idx < self.lo else self.lo
+        hi = idx if self.hi is None or idx > self.hi else self.hi
+        while hi - lo >= MAX_BUCKETS:
+            self._widen()
+            idx, lo, hi = idx // 2, lo // 2, hi // 2
+        self.lo, self.hi = lo, hi
         b = self.buckets.get(idx)
         if b is None:
             b = self.buckets[idx] = {}
-        b[level] = b.get(level, 0) + 1
+        b[level] = b.get(level, 0) + n
+
+    def _widen(self) -> None:
+        merged: dict[int, dict[str, int]] = {}
+        for k, v in self.buckets.items():
+            m = merged.setdefault(k // 2, {})
+            for lv, n in v.items():
+                m[lv] = m.get(lv, 0) + n
+        self.buckets = merged
+        self.width *= 2
+        if self.lo is not None and self.hi is not None:
+            self.lo, self.hi = self.lo // 2, self.hi // 2
+
+    def merge(self, other: SummaryBuilder) -> None:
+        """Add what ``other`` counted (another part of the same input) to this summary."""
+        self.records += other.records
+        self.untimed += other.untimed
+        for lv, n in other.by_level.items():
+            self.by_level[lv] = self.by_level.get(lv, 0) + n
+        for t in (other.first, other.last):
+            if t is not None:
+                self.first = t if self.first is None or t < self.first else self.first
+                self.last = t if self.last is None or t > self.last else self.last
+        while other.width > self.width:
+            self._widen()
+        while self.width > other.width:
+            other._widen()
+        width = self.width  # the grid of other's keys (ours may widen while they are added)
+        for k, counts in other.buckets.items():
+            for lv, n in counts.items():
+                self._bucket((k + 0.5) * width, lv, n)
+        for key, e in other.templates.items.items():
+            mine = self.templates.get(key)
+            if mine is None:
+                self.templates.add(key, e)
+                continue
+            mine[0] += e[0]
+            mine[1] += e[1]
+            for lv, n in e[2].items():
+                mine[2][lv] = mine[2].get(lv, 0) + n
+            mine[3] = _min(mine[3], e[3])
+            mine[4] = _max(mine[4], e[4])
+        self.templates.evicted += other.templates.evicted
+        self.templates.error += other.templates.error
+        for key, e in other.traces.items.items():
+            mine = self.traces.get(key)
+            if mine is None:
+                self.traces.add(key, e)
+                continue
+            mine[0] += e[0]
+            mine[1] = _min(mine[1], e[1])
+            mine[2] = _max(mine[2], e[2])
+        self.traces.evicted += other.traces.evicted
+        self.traces.error += other.traces.error
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["template_cache"] = {}  # a cache: not worth sending between processes
+        return state
 
     def bursts(self) -> list[Burst]:
-        if not self.buckets or self.origin is None:
+        """Error bursts: a bucket whose error count is improbable against the buckets before it.
+
+        The baseline is the mean errors per bucket over the ``BASELINE_BUCKETS`` preceding
+        buckets; a bucket is tested only when all of them lie inside the stream and hold at
+        least ``BASELINE_MIN_RECORDS`` records (any level), so a short or quiet start is never
+        a baseline.  The test is one-sided Poisson: P(X >= errors | mean) below
+        ``BURST_P`` divided by the number of buckets tested (Bonferroni), with at least
+        ``BURST_MIN_ERRORS`` errors; a baseline mean under 0.5 is taken as 0.5.
+        """
+        if not self.buckets or self.lo is None or self.hi is None:
             return []
-        n = max(self.buckets) + 1
+        span = range(self.lo, self.hi + 1)
+        totals = [sum(self.buckets.get(i, {}).values()) for i in span]
         errors = [sum(c for lv, c in self.buckets.get(i, {}).items() if LEVELS.get(lv, 0) >= ERROR_RANK)
-                  for i in range(n)]
+                  for i in span]
+        window = BASELINE_BUCKETS
+        tested = [i for i in range(window, len(errors)) if sum(totals[i - window:i]) >= BASELINE_MIN_RECORDS]
+        if not tested:
+            return []
+        alpha = BURST_P / len(tested)
         out: list[Burst] = []
-        window = 10
         cur: Burst | None = None
-        for i, e in enumerate(errors):
-            prev = errors[max(0, i - window):i]
-            if not prev:
-                continue
-            base = sum(prev) / len(prev)
-            threshold = max(5.0, 3 * base + 3 * math.sqrt(base))
-            start = self.origin + i * self.width
-            if e >= threshold:
+        for i in range(len(errors)):
+            e = errors[i]
+            start = (self.lo + i) * self.width
+            is_burst = False
+            base = 0.0
+            if i >= window and sum(totals[i - window:i]) >= BASELINE_MIN_RECORDS and e >= BURST_MIN_ERRORS:
+                base = sum(errors[i - window:i]) / window
+                is_burst = poisson_sf(e, max(base, 0.5)) < alpha
+            if is_burst:
                 if cur is None:
                     cur = Burst(iso_time(start), iso_time(start + self.width), e, round(base, 2),
                                 round(e / base, 1) if base else None)
@@ -247,6 +358,10 @@ class SummaryBuilder:
                 else:
                     cur.end = iso_time(start + self.width)
                     cur.errors += e
+            elif cur is not None and e >= BURST_MIN_ERRORS and e > cur.baseline_per_bucket * 3:
+                # still well above the baseline the burst started from: the same burst goes on
+                cur.end = iso_time(start + self.width)
+                cur.errors += e
             else:
                 cur = None
         return out
@@ -256,10 +371,9 @@ class SummaryBuilder:
         items = sorted(self.templates.items.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[: self.top]
         traces = sorted(self.traces.items.items(), key=lambda kv: (-kv[1][0], kv[0]))[: self.top]
         hist: list[Bucket] = []
-        if self.buckets and self.origin is not None:
-            origin = self.origin
-            hist = [Bucket(iso_time(origin + i * self.width), dict(self.buckets.get(i, {})))
-                    for i in range(max(self.buckets) + 1)]
+        if self.buckets and self.lo is not None and self.hi is not None:
+            hist = [Bucket(iso_time(i * self.width), dict(self.buckets.get(i, {})))
+                    for i in range(self.lo, self.hi + 1)]
         order = {name: i for i, name in enumerate(LEVELS)}
         by_level = dict(sorted(self.by_level.items(), key=lambda kv: order.get(kv[0], 99)))
         return LogsSummary(
