@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -148,6 +149,7 @@ def main() -> int:
         for t in targets:
             t.kill()
             t.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
@@ -220,7 +222,7 @@ def _run(pids: list[int], files: list[Path], seconds: float, url: str | None) ->
     for p in pids:
         args += ["--pid", str(p)]
     if url:
-        args += ["--profile-to", url, "--spool-dir", tempfile.mkdtemp(prefix="obskit-bench-spool-")]
+        args += ["--profile-to", url, "--spool-dir", str(Path(files[0]).parent / f"spool-{port}")]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     murl = f"http://127.0.0.1:{port}/metrics"
     try:
