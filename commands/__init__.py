@@ -118,8 +118,11 @@ def build_app() -> typer.Typer:
 
 
 def _print_error(message: str) -> None:
+    from obskit.inert import inert
+
     try:
-        sys.stderr.write(f"obskit: error: {message}\n")
+        # Messages quote paths, agent answers and names from targets: one inert line, always.
+        sys.stderr.write(f"obskit: error: {inert(message)}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         _silence(2)  # a hung-up terminal (EIO) or a closed pipe: nobody to tell
@@ -133,12 +136,14 @@ TERMINATING = ("SIGTERM", "SIGHUP")
 
 class _Signals:
     received: int | None = None
+    finishing = False  # the command is over: errors are being reported, a signal only counts
 
 
 def _on_terminating_signal(signum: int, frame: object) -> None:
-    first = _Signals.received is None
-    _Signals.received = signum if first else _Signals.received
-    raise KeyboardInterrupt
+    if _Signals.received is None:
+        _Signals.received = signum
+    if not _Signals.finishing:
+        raise KeyboardInterrupt
 
 
 def _install_signal_handlers() -> dict[int, Any]:
@@ -149,6 +154,7 @@ def _install_signal_handlers() -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return old
     _Signals.received = None
+    _Signals.finishing = False
     for name in TERMINATING:
         sig = getattr(signal, name, None)
         if sig is None:
@@ -163,8 +169,23 @@ def _install_signal_handlers() -> dict[int, Any]:
 def _restore_signal_handlers(old: dict[int, Any]) -> None:
     import signal
 
+    if _Signals.received is not None:
+        _ignore_terminating_signals()  # ending anyway: a second TERM/HUP must not cut the exit short
+        return
     for sig, handler in old.items():
         signal.signal(sig, handler)
+
+
+def _ignore_terminating_signals() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in TERMINATING:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _interrupted_code() -> int:
@@ -189,13 +210,13 @@ def _silence(fd: int) -> None:
         pass
 
 
-def _during_interrupt(e: BaseException) -> bool:
-    """True when ``e`` happened while a KeyboardInterrupt was being handled (no result yet)."""
+def _no_result(e: BaseException) -> bool:
+    """True when ``e`` happened while a command was reporting that it had no result yet."""
     seen: BaseException | None = e
     for _ in range(20):
         if seen is None:
             return False
-        if isinstance(seen, KeyboardInterrupt):
+        if isinstance(seen, Interrupted):
             return True
         seen = seen.__context__
     return False
@@ -233,7 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     old_handlers = _install_signal_handlers()
     try:
         return _main(args, stdout_was_devnull)
+    except KeyboardInterrupt:
+        # A signal while an error was being reported (before `finishing` was set): still one line.
+        _Signals.finishing = True
+        _print_error(_interrupted_message())
+        return _interrupted_code()
     finally:
+        _Signals.finishing = True
         _restore_signal_handlers(old_handlers)
 
 
@@ -243,13 +270,16 @@ def _main(args: list[str], stdout_was_devnull: bool) -> int:
     try:
         command = typer.main.get_command(build_app())
         rv = command.main(args=args, prog_name="obskit", standalone_mode=False)
+        _Signals.finishing = True
     except Interrupted as e:
+        _Signals.finishing = True
         if _Signals.received is None:
             _print_error(e.one_line())
             return int(e.exit_code)
         _print_error(f"{e.one_line()} ({_interrupted_message()})")
         return _interrupted_code()
     except ObskitError as e:
+        _Signals.finishing = True
         if state.verbose:
             import traceback
 
@@ -257,31 +287,40 @@ def _main(args: list[str], stdout_was_devnull: bool) -> int:
         _print_error(e.one_line())
         return int(e.exit_code)
     except click_exc.NoArgsIsHelpError as e:
+        _Signals.finishing = True
         # `obskit` or `obskit profile` alone: the help is what was asked for.
         sys.stdout.write(e.ctx.get_help() + "\n" if e.ctx is not None else "")
         return int(ExitCode.OK)
     except click_exc.UsageError as e:
+        _Signals.finishing = True
         where = e.ctx.command_path if e.ctx is not None else "obskit"
         _print_error(f"{e.format_message()} (see `{where} --help`)")
         return int(ExitCode.USAGE)
     except click_exc.ClickException as e:
+        _Signals.finishing = True
         _print_error(e.format_message())
         return int(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
+        _Signals.finishing = True
         _print_error(_interrupted_message())
         return _interrupted_code()
     except BrokenPipeError:
+        _Signals.finishing = True
         # Output piped into `head` and similar: not an error of ours.
         _silence_stdout()
         return int(ExitCode.OK)
     except OSError as e:
-        if not _is_terminal_gone(e) or _Signals.received is None:
+        _Signals.finishing = True
+        if not _is_terminal_gone(e):
             return _internal(e)
-        # The terminal hung up while the report was printed: outputs are written, nobody reads.
+        # The terminal hung up (EIO) while the report was printed: outputs are written, nobody
+        # reads.  A hang-up signal may still be on its way: it must not kill the exit path.
         _silence(1)
         _silence(2)
-        return _interrupted_code() if _during_interrupt(e) else int(ExitCode.OK)
+        _ignore_terminating_signals()
+        return _interrupted_code() if _no_result(e) else int(ExitCode.OK)
     except SystemExit as e:
+        _Signals.finishing = True
         # The argument parser turns EPIPE into sys.exit(1) after wrapping stdout; a reader that
         # stopped reading (`obskit ... | head -1`) is not a failure.
         if type(sys.stdout).__name__ == "PacifyFlushWrapper" or (_stdout_is_devnull() and not stdout_was_devnull):
@@ -290,6 +329,7 @@ def _main(args: list[str], stdout_was_devnull: bool) -> int:
             return int(ExitCode.OK)
         return e.code if isinstance(e.code, int) else int(ExitCode.INTERNAL)
     except Exception as e:
+        _Signals.finishing = True
         return _internal(e)
     if isinstance(rv, int):
         return rv

@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         from obskit.errors import TargetNotFound, UsageError
 
         argv = list(command)
+        if argv and argv[0].startswith("-") and argv[0] != "--":
+            # before `--`, a dash word is a mistyped option of `obskit run`, not a program
+            raise UsageError(f"no such option: {argv[0]}", "see `obskit run --help`; put `--` before the command")
         if argv and argv[0] == "--":
             argv = argv[1:]
         if not argv:

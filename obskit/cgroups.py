@@ -170,6 +170,13 @@ def _fixed(ctrl: str, path: str, mountpoint: str, roots: Roots) -> Hierarchy:
     return h
 
 
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:
+        return False
+
+
 def _hierarchy(ctrl: str, version: int, path: str, mount: Mount, roots: Roots) -> Hierarchy | None:
     rel = _relative(path, mount.root)
     if rel is None:
@@ -179,7 +186,7 @@ def _hierarchy(ctrl: str, version: int, path: str, mount: Mount, roots: Roots) -
     levels: list[str] = []
     cur = leaf
     while True:
-        if cur.is_dir():
+        if _is_dir(cur):  # a directory we may not look into (another namespace's root) is not a level
             levels.append(str(cur))
         if cur == base or base not in cur.parents:
             break
@@ -499,7 +506,7 @@ def for_pid(procfs: ProcFS, pid: int | None = None, *, roots: Roots | None = Non
             target_mounts = mi
         found = locate(cg_text, mi, Roots(proc=str(procfs.root), fs=fs), controllers)
         for ctrl, h in found.items():
-            if not Path(h.leaf).is_dir():
+            if not _is_dir(Path(h.leaf)):
                 continue  # these mounts do not hold the target's cgroup (another cgroup namespace)
             if ctrl not in best or len(h.levels) > len(best[ctrl].levels):
                 best[ctrl] = h

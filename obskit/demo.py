@@ -70,6 +70,19 @@ def leak_loop(kib_per_second: int) -> None:
             remember_session(max(1, kib_per_second // 10))
 
 
+def _allow_sibling_tracer() -> None:
+    """Let the sampler obskit starts beside this demo attach to it under Yama's ptrace_scope=1 (the
+    Debian and Ubuntu default, where only ancestors may attach): PR_SET_PTRACER_ANY.  Attaching still
+    needs the same user; on kernels without Yama the call fails harmlessly."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(0x59616D61, ctypes.c_ulong(-1 & 0xFFFFFFFFFFFFFFFF), 0, 0, 0)  # PR_SET_PTRACER, _ANY
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m obskit.demo", description=__doc__.splitlines()[0] if __doc__ else "")
     ap.add_argument("--seconds", type=float, default=0.0, help="run this long, then exit (0: until stopped)")
@@ -83,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    _allow_sibling_tracer()
 
     threads = [threading.Thread(target=request_loop, name="request-loop", daemon=True)]
     threads += [

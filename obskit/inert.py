@@ -46,5 +46,18 @@ def inert(text: Any, *, multiline: bool = False) -> str:
     return s.translate(_TABLE_KEEP_LINES if multiline else _TABLE)
 
 
+# In a JSON document from json.dumps, C0 controls are already escaped; these are not (DEL, C1,
+# bidi, zero-width) and could still act on a terminal.  JSON's own \uXXXX escape keeps the value.
+_JSON_TABLE = {cp: f"\\u{cp:04x}" for cp in _TABLE if cp >= 0x7F}
+
+
+def json_safe(document: str) -> str:
+    """A JSON document (as json.dumps writes it) with every character :func:`inert` would
+    escape written as a JSON ``\\uXXXX`` escape: the same JSON value, inert on a terminal."""
+    if document.isascii():
+        return document
+    return document.translate(_JSON_TABLE)
+
+
 def inert_all(items: Any) -> list[str]:
     return [inert(x) for x in items]

@@ -58,7 +58,9 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def dumps(obj: Any, *, indent: int | None = 2) -> str:
-    return json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+    from obskit.inert import json_safe
+
+    return json_safe(json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False))
 
 
 def emit_json(obj: Any, file: IO[str] | None = None, *, indent: int | None = 2) -> None:

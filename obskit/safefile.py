@@ -152,6 +152,62 @@ def preflight(path: str | Path) -> None:
         os.unlink(tmp)
 
 
+PIPE_LIMIT = 64 * 1024 * 1024
+
+
+def read_input(path: str | Path, *, limit: int, timeout: float = 30.0) -> bytes:
+    """The bytes of an input file given to obskit, bounded: at most ``limit`` bytes (more is an
+    :class:`InputError`, never a MemoryError) and, from a pipe or device, at most
+    ``PIPE_LIMIT`` bytes and ``timeout`` seconds.  Opened non-blocking: a FIFO nobody writes to
+    reads as empty instead of hanging."""
+    import select
+    import time
+
+    shown = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(f"no such file: {shown}", "check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{shown} is a directory", "give a file") from None
+    except OSError as e:
+        raise InputError(f"cannot read {shown}: {e.strerror or e}", "check the path and its permissions") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{shown} is a directory", "give a file")
+        regular = stat.S_ISREG(st.st_mode)
+        if not regular:
+            limit = min(limit, PIPE_LIMIT)
+        if regular and st.st_size > limit:
+            raise InputError(f"{shown} is larger than {limit // (1024 * 1024)} MiB", "give a smaller file")
+        chunks: list[bytes] = []
+        size = 0
+        deadline = time.monotonic() + timeout
+        while True:
+            if not regular:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise InputError(f"reading {shown} took longer than {timeout:g}s", "give a regular file")
+                if not select.select([fd], [], [], left)[0]:
+                    continue
+            try:
+                chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise InputError(f"{shown} is larger than {limit // (1024 * 1024)} MiB", "give a smaller file")
+        return b"".join(chunks)
+    except OSError as e:
+        raise InputError(f"cannot read {shown}: {e.strerror or e}", "check the path and its permissions") from None
+    finally:
+        os.close(fd)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

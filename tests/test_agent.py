@@ -346,3 +346,71 @@ def test_stale_sockets_are_swept_and_reported(spawn_python: Callable[..., Target
     while stale.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not stale.exists()
+
+
+# -- the client does not trust what listens at the agent path ----------------------------------
+
+
+def test_every_real_reply_passes_validation(agent_target: tuple[Target, str]) -> None:
+    """The shapes the client checks are the shapes the agent sends (a check that rejects real replies is a defect)."""
+    from obskit.agent.client import AgentClient
+
+    target, path = agent_target
+    client = AgentClient(target.pid, path, expect_uid=os.geteuid())
+    for cmd, args in (("hello", {}), ("gc", {}), ("events", {"since": 0}), ("types", {"limit": 5}),
+                      ("tm.start", {"frames": 2}), ("tm.snapshot", {"limit": 5, "baseline": True}),
+                      ("tm.diff", {"limit": 5}), ("tm.stop", {})):
+        reply = client.request(cmd, **args)
+        assert reply["ok"] is True, cmd
+
+
+@pytest.mark.parametrize(("cmd", "reply", "field"), [
+    ("gc", {"ok": True, "uptime_s": float("nan")}, "gc.uptime_s"),
+    ("events", {"ok": True, "seq": 1, "uptime_s": 1.0, "dropped": 0, "events": [[1, 0.1, 7, 0.1, 1, 0]]}, "events[0][2]"),
+    ("types", {"ok": True, "tracked": True, "types": [], "cost_s": 0.0}, "types.tracked"),
+    ("tm.start", {"ok": True, "tracing": 1, "already": False, "frames": 1}, "tm.start.tracing"),
+    ("hello", {"ok": True, "agent_version": 1, "pid": 1, "python": "x" * 100, "uptime_s": 1.0}, "hello.python"),
+])
+def test_malformed_replies_name_the_field(cmd: str, reply: dict[str, object], field: str) -> None:
+    from obskit.agent.client import ReplyError, validate_reply
+
+    with pytest.raises(ReplyError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        validate_reply(cmd, reply)
+
+
+def test_reply_cap_and_peer_check(tmp_path: Path) -> None:
+    """A listener of our own uid sending 9 MiB without a newline: capped (another uid: tests/hostile)."""
+    import threading
+
+    from obskit.agent.client import AgentClient
+    from obskit.errors import PermissionDenied, Unavailable
+
+    path = str(tmp_path / "fake.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(4)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                conn.recv(65536)
+                conn.sendall(b"x" * (9 << 20))
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(Unavailable, match="larger than 8 MiB"):
+            AgentClient(os.getpid(), path, timeout=10, expect_uid=os.geteuid()).request("hello")
+        if os.geteuid() != 0:  # root's listener is accepted for any target (root is trusted)
+            with pytest.raises(PermissionDenied, match=f"served by uid {os.geteuid()}"):
+                AgentClient(os.getpid(), path, timeout=10, expect_uid=os.geteuid() + 12345).request("hello")
+    finally:
+        srv.close()

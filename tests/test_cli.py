@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 
+import pytest
 from conftest import ROOT, run_obskit
 
 from obskit import __version__
@@ -101,3 +102,36 @@ def test_help_imports_no_command_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "LOADED []" in out, out
+
+
+def test_signal_rows_in_the_exit_code_table() -> None:
+    """128+N for SIGHUP, SIGINT and SIGTERM before a result; 11 when the result was kept elsewhere."""
+    codes = {int(c): name for c, name, _ in EXIT_CODE_TABLE}
+    assert codes[129] == "hung up" and codes[130] == "interrupted" and codes[143] == "terminated"
+    assert codes[11] == "result kept elsewhere"
+
+
+def test_error_lines_are_inert(capsys: pytest.CaptureFixture[str]) -> None:
+    from obskit.commands import main
+
+    code = main(["profile", "show", "/nonexistent/evil\x1b]0;pwned\x07\u202e.json"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.INPUT
+    assert "\x1b" not in err and "\u202e" not in err and "\\x1b" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_sigterm_in_process_ends_like_ctrl_c() -> None:
+    """main() turns SIGTERM into the command's Ctrl-C path and then 128+15 when there was no result."""
+    import signal
+    import subprocess
+
+    code = (
+        "import os, signal, threading, sys\n"
+        "from obskit.commands import main\n"
+        "threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+        "sys.exit(main(['ps', '--interval', '60']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 128 + signal.SIGTERM, r.stderr
+    assert r.stderr.count("obskit: error:") == 1 and "SIGTERM" in r.stderr

@@ -40,6 +40,8 @@ def normalise_level(value: Any, scale: str = "bunyan") -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")):  # NaN/inf from a hostile line
+            return None
         return numeric_level(int(value), scale)
     if not isinstance(value, str) or not value:
         return None

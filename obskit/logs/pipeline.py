@@ -77,6 +77,8 @@ class Pipeline:
             self.renderer.record if mode == "human" else json_line if mode == "json" else None)
         self.out_lines: list[str] = []
         self.raw_out: list[bytes] = []
+        # --raw is byte-exact into a pipe or file (grep, jq); on a terminal escapes are shown, not run.
+        self.raw_to_tty = _isatty(self.out)
         self.pending: dict[str, tuple[LogRecord, list[bytes]]] = {}
         self.capped_here = 0  # lines cut by the pipeline (chunks are cut only where they are read)
         self.summary_only = (self.summary is not None and opts.mode == "none" and not filters.active
@@ -518,7 +520,13 @@ class Pipeline:
         if self.render is not None:
             self.out_lines.append(self.render(rec))
         elif self.opts.mode == "raw":
-            self.raw_out.append(raw)
+            self.raw_out.append(self._raw_for_terminal(raw) if self.raw_to_tty else raw)
+
+    @staticmethod
+    def _raw_for_terminal(raw: bytes) -> bytes:
+        from obskit.inert import inert
+
+        return inert(raw.decode("utf-8", "replace"), multiline=True).encode("utf-8")
 
     def _flush_out(self) -> None:
         if self.out_lines:
@@ -574,3 +582,10 @@ def record_stream(lines: list[bytes], source: str = "test") -> list[LogRecord]:
     """Parse lines as one source would be (a helper for tests and embedding)."""
     p = Parser(source)
     return [p.parse(line)[0] for line in lines]
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False

@@ -22,10 +22,11 @@ KEY_FIELDS = ("status", "status_code", "http.status_code", "method", "path", "ur
 
 
 def safe(text: str) -> str:
-    """Control characters as visible escapes (a log line must not drive the terminal)."""
-    if _CTRL.search(text) is None:
-        return text
-    return _CTRL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+    """Control characters, bidi overrides and zero-width characters as visible escapes (a log
+    line must not drive the terminal); tab and newline stay."""
+    from obskit.inert import inert
+
+    return inert(text, multiline=True)
 
 
 class LineRenderer:
@@ -132,12 +133,14 @@ except ImportError:  # pragma: no cover - optional speed-up
 
 
 def json_line(rec: LogRecord) -> str:
+    from obskit.inert import json_safe
+
     try:
-        return _dumps(rec.to_json())
+        return json_safe(_dumps(rec.to_json()))
     except (ValueError, TypeError, RecursionError, OverflowError):  # NaN/inf, odd keys, huge ints: still one valid object
         d = rec.to_json()
         d["attrs"] = {str(k): str(v) for k, v in rec.attrs.items()}
-        return json.dumps(d, ensure_ascii=False, default=str, allow_nan=False, separators=(",", ":"))
+        return json_safe(json.dumps(d, ensure_ascii=False, default=str, allow_nan=False, separators=(",", ":")))
 
 
 HISTOGRAM_ROWS = 40

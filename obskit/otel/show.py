@@ -49,12 +49,13 @@ class TraceView:
 
 def load(path: Path) -> tuple[list[tuple[dict[str, Any], SpanRecord]], int]:
     """All spans in an OTLP/JSON file (one request per line, or one JSON document)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise InputError(f"no span file at {path}", "run `obskit trace exec -- CMD` first, or pass a FILE") from None
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}", "check the path and permissions") from None
+    from obskit.safefile import read_input
+
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"no span file at {path}", "run `obskit trace exec -- CMD` first, or pass a FILE")
+    # Bounded: the span file rotates at 64 MiB; /dev/zero or a FIFO is an input error, not a hang.
+    text = read_input(path, limit=4 * 64 * 1024 * 1024).decode("utf-8", "replace")
+
     out: list[tuple[dict[str, Any], SpanRecord]] = []
     skipped = 0
     stripped = text.strip()
@@ -62,7 +63,7 @@ def load(path: Path) -> tuple[list[tuple[dict[str, Any], SpanRecord]], int]:
     if stripped.startswith("{") and "\n" in stripped:
         try:
             docs = [json.loads(stripped)]
-        except ValueError:
+        except (ValueError, RecursionError):
             docs = []
     if not docs:
         for line in text.splitlines():
@@ -70,13 +71,16 @@ def load(path: Path) -> tuple[list[tuple[dict[str, Any], SpanRecord]], int]:
                 continue
             try:
                 docs.append(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):
                 skipped += 1  # a line cut by a crash or a full disk
     otlp = 0
     for doc in docs:
         if isinstance(doc, dict):
             otlp += "resourceSpans" in doc
-            out.extend(spans_from_json(doc))
+            try:
+                out.extend(spans_from_json(doc))
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
+                skipped += 1  # a damaged or hostile document: counted, never an internal error
         else:
             skipped += 1
     if not otlp and (skipped or docs):

@@ -132,10 +132,22 @@ MAX_JSON_BYTES = 512 * 1024 * 1024  # JSON is parsed whole; folded stacks are st
 _HEAD = 64 * 1024
 
 
+def _open_input(path: str) -> Any:
+    """``path`` opened for reading without waiting: a FIFO nobody writes to reads as empty
+    (an input error) instead of blocking in open()."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def load_profile(path: str) -> Profile:
     """Read a saved profile of any supported format (detected from the content, not the name)."""
     try:
-        with open(path, "rb") as fh:
+        with _open_input(path) as fh:
             head = fh.read(_HEAD)
             if head.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some Windows editors write
                 head = head[3:]
@@ -169,6 +181,11 @@ def load_profile(path: str) -> Profile:
                          "convert it to folded stacks elsewhere, or free memory") from None
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}", "check its permissions") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError, EOFError,
+            zlib.error) as e:
+        # A damaged or hostile file that got past a decoder's own checks: still an input error, in one line.
+        what = type(e).__name__ if isinstance(e, RecursionError) else f"{type(e).__name__}: {e}"
+        raise InputError(f"{path}: cannot read this profile ({what[:200]})", "the file is damaged or not a profile") from None
     if not prof.metadata.source_format:
         prof.metadata.source_format = fmt
     return prof

@@ -496,7 +496,7 @@ class Recording:
 
 
 # Stopping py-spy takes up to one sampling interval (it notices SIGINT between samples) plus writing its file.
-STOP_ALLOWANCE = 0.5
+STOP_ALLOWANCE = 0.1  # seconds before the deadline py-spy is stopped; stopping and writing fit in the +1 s
 
 
 def record(
@@ -558,6 +558,6 @@ def record(
 
 
 def _stop_allowance(sampler: LiveSampler) -> float:
-    """How long before the deadline to stop py-spy: one interval at low rates, a little time to write."""
-    rate = sampler.accounting.rate or safety.DEFAULT_RATE
-    return min(STOP_ALLOWANCE, 1.0 / max(rate, 1.0) + 0.1)
+    """How long before the deadline to stop py-spy: the user asked for N seconds of samples, so only the
+    moment py-spy needs to stop (the rest of `-d N`'s extra second is for writing)."""
+    return STOP_ALLOWANCE

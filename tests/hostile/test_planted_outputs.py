@@ -118,9 +118,7 @@ LONG_COMMANDS = {
 
 
 @pytest.mark.parametrize("where", ["parent is a file", "parent missing", "is a directory"])
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=False, reason="record's own -o preflight (directory case) lands separately"))
-    if n == "profile record" else n for n in LONG_COMMANDS])
+@pytest.mark.parametrize("name", list(LONG_COMMANDS))
 def test_unwritable_output_fails_before_the_work(name: str, where: str, tmp_path: Path, evil_target: EvilTarget) -> None:
     """A -o that cannot be written fails in seconds, before a 60 s recording (one line, exit 2 or 9)."""
     (tmp_path / "file").write_text("x")
