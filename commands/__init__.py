@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "run": "Run a Python command with the obskit agent loaded (for `obskit gc`, `mem top`, `mem diff`).",
     "logs": "Follow, parse, filter and summarise incident logs.",
     "snapshot": "One archive with the whole incident: stacks, profile, memory, GC, quota, logs (for kubectl debug).",
+    "serve": "Serve Prometheus metrics of every Python process here; push continuous profiles to Pyroscope.",
     "trace": "OpenTelemetry traces from the terminal (exec, span, event) and of obskit's own work.",
     "bench": "CI performance gate: compare base and head (commands or result files), decide, show where the time went.",
 }

@@ -232,3 +232,9 @@ def forecast(procs: list[Proc], services: list[Service], oom_group: bool | None)
                            "never shows OOMKilled; look at memory.events oom_kill and the kernel log")
     return OomForecast(victim.pid, victim.command[:200], victim.oom_score, vis,
                        f"the OOM killer would pick pid {victim.pid} (highest oom_score {victim.oom_score}); {why}")
+
+
+def workers_for_cpu(kind: str, limit: float, worker_class: str | None = None) -> int:
+    """Workers a CPU budget of ``limit`` cores sustains, by the rule :func:`size_services` applies."""
+    async_like = kind != "gunicorn" or (worker_class or "sync") not in ("sync", "gthread")
+    return max(1, int(limit + 0.5)) if async_like else 2 * math.ceil(limit) + 1
