@@ -252,7 +252,7 @@ def _run(pids: list[int], files: list[Path], seconds: float, url: str | None) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    rates = [(b[0] - a[0]) / max(1e-6, b[1] - a[1]) for a, b in zip(n0, n1)]
+    rates = [(b[0] - a[0]) / max(1e-6, b[1] - a[1]) for a, b in zip(n0, n1, strict=False)]
     return {"p50": lat[len(lat) // 2], "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "scrapes": len(lat),
             "cpu": (c1 - c0) / (t1 - t0), "rss": rss, "rates": rates, "body": body}
 

@@ -262,7 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted_code()
     finally:
         _Signals.finishing = True
-        _restore_signal_handlers(old_handlers)
+        if argv is None:
+            # The process exits next: a late SIGTERM/SIGHUP (the second of a hang-up) must not kill
+            # it on the way out with its result already written.
+            _ignore_terminating_signals()
+        else:
+            _restore_signal_handlers(old_handlers)
 
 
 def _main(args: list[str], stdout_was_devnull: bool) -> int:

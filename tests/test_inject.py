@@ -235,7 +235,8 @@ def test_gil_held_in_c_times_out_and_target_runs_on(spawn_python: Callable[..., 
 
 def _unshared(code: str, setup: str, env: dict[str, str], *flags: str) -> subprocess.Popen[str]:
     require_tool("unshare")
-    script = f"{setup} && exec {sys.executable} -u -c \"$0\""
+    # The interpreter itself, not a virtualenv's link to it: the venv may live under the /tmp this replaces.
+    script = f"{setup} && exec {os.path.realpath(sys.executable)} -u -c \"$0\""
     proc = subprocess.Popen(["unshare", "-m", *flags, "--propagation", "private", "sh", "-c", script, code],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             env={**os.environ, **env})

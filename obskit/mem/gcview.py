@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 
@@ -58,6 +59,10 @@ def trace(client: AgentClient, *, duration: float | None = None, as_json: bool =
         pass
     except ObskitError:
         if printed == 0:
+            raise
+    except OSError as e:
+        # The terminal hung up (EIO) or the reader closed the pipe: the lines printed are the result.
+        if printed == 0 or e.errno not in (errno.EIO, errno.EPIPE):
             raise
     return printed
 
