@@ -254,3 +254,22 @@ def test_watchdog_without_a_group_finds_descendants_through_their_parents(tmp_pa
         if grandchild:
             with contextlib.suppress(OSError):
                 os.kill(grandchild, signal.SIGKILL)
+
+
+def test_segment_files_of_a_killed_recording_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL leaves no chance to clean up: the next recording removes directories whose obskit is gone."""
+    import tempfile
+
+    from obskit.profile.sampler import _remove_orphaned_segment_dirs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f"obskit-profile-{dead.pid}-abc"
+    running = tmp_path / f"obskit-profile-{os.getpid()}-def"
+    other = tmp_path / "obskit-profile-notapid"
+    for d in (orphan, running, other):
+        d.mkdir()
+        (d / "segment-1.txt").write_text("x")
+    _remove_orphaned_segment_dirs()
+    assert not orphan.exists() and running.exists() and other.exists()

@@ -180,7 +180,8 @@ class LiveSampler:
         from obskit.attach import preflight
 
         self.book.add_target(preflight(self.pid, proc_root=str(self.fs.root)))
-        self._tmp = tempfile.mkdtemp(prefix="obskit-profile-")
+        _remove_orphaned_segment_dirs()
+        self._tmp = tempfile.mkdtemp(prefix=f"obskit-profile-{os.getpid()}-")
         self.start_time = time.time()
         self._t0 = time.monotonic()
         plan = self.controller.first()
@@ -555,6 +556,31 @@ def record(
                            ("end_reason", prof.metadata.end_reason)):
             sp.set_attribute(f"obskit.{key}", value)
         return Recording(prof, acc)
+
+
+def _remove_orphaned_segment_dirs() -> None:
+    """Segment files of a recording whose obskit was SIGKILLed (it could not clean up): the PID in
+    the directory's name is gone.  Only this user's own directories are touched."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) < 4 or parts[0] != "obskit" or parts[1] != "profile" or not parts[2].isdigit():
+            continue
+        path = os.path.join(base, name)
+        try:
+            st = os.lstat(path)
+            os.kill(int(parts[2]), 0)
+            continue  # its recording is still running
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        if st.st_uid == os.geteuid() and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _stop_allowance(sampler: LiveSampler) -> float:
