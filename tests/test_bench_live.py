@@ -67,9 +67,12 @@ def test_forty_percent_slower_is_regressed(targets: tuple[str, str], tmp_path: P
     # runs with its head runs (unpaired now: a bootstrap interval of the ratio of medians)
     saved = str(tmp_path / "art" / "result.json")
     r = run_obskit("bench", "compare", saved, saved, "--json")
-    assert r.exit_code == 3, r.stderr
+    assert r.exit_code in (0, 3), r.stderr
     again = {m["metric"]: m for m in json.loads(r.stdout)["benchmarks"][0]["metrics"]}
-    assert again["cpu"]["verdict"] == "regressed" and again["cpu"]["n_base"] == doc["rounds"]
+    # Unpaired, the interval is wider than the paired one: a noisy round may leave it undecided, never reversed.
+    assert again["cpu"]["verdict"] in ("regressed", "inconclusive"), again["cpu"]
+    assert (r.exit_code == 3) == (again["cpu"]["verdict"] == "regressed")
+    assert again["cpu"]["ratio"] > 1.1 and again["cpu"]["n_base"] == doc["rounds"]
 
 
 def test_identical_commands_are_not_regressed(targets: tuple[str, str], tmp_path: Path) -> None:
