@@ -91,7 +91,9 @@ def test_default_on_deep_stacks_lowers_the_rate(spawn_python: Callable[..., Targ
     assert segs[0]["rate"] == safety.CALIBRATION_RATE
     # 200-800 frames cost milliseconds per sample: the rate must come down well below 100 Hz.
     assert len(segs) >= 2 and segs[-1]["rate"] < 50, segs
-    assert segs[0]["pause_per_sample_ms"] > 0.5
+    # the pause is measured on the first segment that took samples (a short calibration may take none)
+    pauses = [sg["pause_per_sample_ms"] for sg in segs if sg.get("pause_per_sample_ms") is not None]
+    assert pauses and pauses[0] > 0.5, segs
     assert m["samples_attempted"] == m["samples_valid"] + m["samples_failed"]
     assert m["samples_valid"] >= 0.9 * m["samples_attempted"] > 0
     assert 0 < m["pause_share"] <= 0.1
