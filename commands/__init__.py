@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from obskit import __version__
 from obskit.errors import ExitCode, Interrupted, ObskitError
+from obskit.output import reset_result, result_shown
 
 from ._common import state
 
@@ -141,8 +142,9 @@ class _Signals:
 
 
 def _on_terminating_signal(signum: int, frame: object) -> None:
-    if _Signals.received is None:
-        _Signals.received = signum
+    if _Signals.received is not None:
+        return  # the first signal is ending the command; a second (TERM after HUP) only waits
+    _Signals.received = signum
     if not _Signals.finishing:
         raise KeyboardInterrupt
 
@@ -156,6 +158,7 @@ def _install_signal_handlers() -> dict[int, Any]:
         return old
     _Signals.received = None
     _Signals.finishing = False
+    reset_result()
     for name in TERMINATING:
         sig = getattr(signal, name, None)
         if sig is None:
@@ -275,6 +278,7 @@ def _main(args: list[str], stdout_was_devnull: bool) -> int:
 
     try:
         command = typer.main.get_command(build_app())
+        _keep_interrupts_ours(command)
         rv = command.main(args=args, prog_name="obskit", standalone_mode=False)
         _Signals.finishing = True
     except Interrupted as e:
@@ -306,8 +310,10 @@ def _main(args: list[str], stdout_was_devnull: bool) -> int:
         _Signals.finishing = True
         _print_error(e.format_message())
         return int(e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt, _CommandInterrupted):
         _Signals.finishing = True
+        if result_shown():
+            return int(ExitCode.OK)  # a stream's lines were its result: this is its normal end
         _print_error(_interrupted_message())
         return _interrupted_code()
     except BrokenPipeError:
@@ -340,6 +346,22 @@ def _main(args: list[str], stdout_was_devnull: bool) -> int:
     if isinstance(rv, int):
         return rv
     return int(ExitCode.OK)
+
+
+class _CommandInterrupted(BaseException):
+    """A KeyboardInterrupt that left a command: Typer would turn it into a silent exit 130."""
+
+
+def _keep_interrupts_ours(command: Any) -> None:
+    invoke = command.invoke
+
+    def guarded(ctx: Any) -> Any:
+        try:
+            return invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise _CommandInterrupted from e
+
+    command.invoke = guarded
 
 
 def _internal(e: BaseException) -> int:

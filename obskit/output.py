@@ -129,6 +129,25 @@ def console(stderr: bool = False) -> Console:
     return _consoles[key]
 
 
+class _Result:
+    shown = False
+
+
+def mark_result_shown() -> None:
+    """A streaming command (``gc --trace``, ``logs -f``) has shown its first lines: its result
+    is what it printed, so an interruption from now on (Ctrl-C, SIGTERM, or the SIGHUP that
+    follows a closed terminal) is its normal end, exit 0, wherever it lands."""
+    _Result.shown = True
+
+
+def result_shown() -> bool:
+    return _Result.shown
+
+
+def reset_result() -> None:
+    _Result.shown = False
+
+
 def warn(message: str) -> None:
     """A one-line warning on stderr (never on stdout, which may carry --json)."""
     console(stderr=True).print(f"[yellow]obskit: warning:[/] {escape(message)}", soft_wrap=True)

@@ -135,3 +135,33 @@ def test_sigterm_in_process_ends_like_ctrl_c() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 128 + signal.SIGTERM, r.stderr
     assert r.stderr.count("obskit: error:") == 1 and "SIGTERM" in r.stderr
+
+
+def test_an_interrupt_leaving_a_command_is_reported_not_swallowed(monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Typer turns a KeyboardInterrupt that leaves a command into a silent exit 130; obskit's
+    main reports it (one line, 128+N) — and after a stream showed lines, it is the normal end (0)."""
+    import obskit.commands as cli
+    import typer
+
+    from obskit.output import mark_result_shown
+
+    app = typer.Typer()
+
+    @app.command()
+    def boom(shown: bool = False) -> None:
+        if shown:
+            mark_result_shown()
+        raise KeyboardInterrupt
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    monkeypatch.setattr(cli, "build_app", lambda: app)
+    assert cli.main(["boom"]) == ExitCode.INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.count("obskit: error:") == 1 and "interrupted" in err
+    assert cli.main(["boom", "--shown"]) == ExitCode.OK
+    assert capsys.readouterr().err == ""
+    assert cli.main(["boom"]) == ExitCode.INTERRUPTED  # the mark does not outlive its command

@@ -9,7 +9,7 @@ import time
 from obskit.agent.client import AgentClient
 from obskit.errors import ObskitError, TargetExited
 from obskit.mem.gcstats import GCSummary, events_from, summarize
-from obskit.output import dumps
+from obskit.output import dumps, mark_result_shown
 
 POLL_S = 0.2
 
@@ -51,6 +51,7 @@ def trace(client: AgentClient, *, duration: float | None = None, as_json: bool =
             for ev in events_from(reply):
                 out.write((dumps(ev, indent=None) if as_json else ev.line()) + "\n")
                 printed += 1
+                mark_result_shown()  # from now on a signal ends the trace, wherever it lands
                 since = max(since, ev.seq)
             since = max(since, int(reply.get("seq", since)) if not reply.get("events") else since)
             out.flush()
