@@ -233,6 +233,18 @@ def _is_terminal_gone(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.EIO, errno.EPIPE)
 
 
+def _terminal_gone_before(e: BaseException) -> OSError | None:
+    """The EIO/EPIPE this interrupt landed on top of, if any."""
+    seen: BaseException | None = e
+    for _ in range(20):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and _is_terminal_gone(seen):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -310,10 +322,17 @@ def _main(args: list[str], stdout_was_devnull: bool) -> int:
         _Signals.finishing = True
         _print_error(e.format_message())
         return int(e.exit_code)
-    except (typer.Abort, KeyboardInterrupt, _CommandInterrupted):
+    except (typer.Abort, KeyboardInterrupt, _CommandInterrupted) as e:
         _Signals.finishing = True
         if result_shown():
             return int(ExitCode.OK)  # a stream's lines were its result: this is its normal end
+        gone = _terminal_gone_before(e)
+        if gone is not None:
+            # The terminal hung up while the report was printed, and its SIGHUP landed on the way
+            # out: the same end as the hang-up alone.
+            _silence(1)
+            _silence(2)
+            return _interrupted_code() if _no_result(gone) else int(ExitCode.OK)
         _print_error(_interrupted_message())
         return _interrupted_code()
     except BrokenPipeError:

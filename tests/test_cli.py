@@ -165,3 +165,28 @@ def test_an_interrupt_leaving_a_command_is_reported_not_swallowed(monkeypatch: p
     assert cli.main(["boom", "--shown"]) == ExitCode.OK
     assert capsys.readouterr().err == ""
     assert cli.main(["boom"]) == ExitCode.INTERRUPTED  # the mark does not outlive its command
+
+
+def test_a_hang_up_landing_on_a_hung_up_report_is_the_hang_up_alone() -> None:
+    """The report hit EIO (terminal gone) and the SIGHUP landed while that error left the
+    command: the outcome is the hang-up's (exit 0, the result was there), not an interruption."""
+    import subprocess
+
+    code = (
+        "import errno, sys, typer\n"
+        "import obskit.commands as cli\n"
+        "app = typer.Typer()\n"
+        "@app.command()\n"
+        "def report() -> None:\n"
+        "    try:\n"
+        "        raise OSError(errno.EIO, 'Input/output error')\n"
+        "    except OSError:\n"
+        "        raise KeyboardInterrupt\n"
+        "@app.command()\n"
+        "def other() -> None:\n"
+        "    pass\n"
+        "cli.build_app = lambda: app\n"
+        "sys.exit(cli.main(['report']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
