@@ -50,7 +50,7 @@ class MetricVerdict:
     ci_high: Optional[float]
     ci_method: str
     noise_floor: Optional[float]  # ± half-width of the A/A interval at the same number of runs
-    floor_method: str  # aa | split-half | none
+    floor_method: str  # aa | split-half | drift | short-run | none
     n_base: int
     n_head: int
     verdict: str  # regressed | improved | unchanged | inconclusive

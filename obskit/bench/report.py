@@ -43,11 +43,14 @@ def fmt_ratio(m: MetricVerdict) -> str:
 def fmt_ci(m: MetricVerdict) -> str:
     if m.ci_low is None or m.ci_high is None:
         return "-"
-    return f"[{m.ci_low:.3f}, {m.ci_high:.3f}]"
+    return f"{m.ci_low:.3f}–{m.ci_high:.3f}"
 
 
 def fmt_floor(m: MetricVerdict) -> str:
-    return "-" if m.noise_floor is None else f"±{m.noise_floor * 100:.1f}%"
+    if m.noise_floor is None:
+        return "-"
+    pct = m.noise_floor * 100
+    return f"±{pct:.1f}%" if pct < 10 else f"±{pct:.0f}%"
 
 
 def fmt_change(m: MetricVerdict) -> str:
@@ -73,33 +76,56 @@ def summary_line(r: BenchResult) -> str:
 
 
 def render(r: BenchResult) -> RenderableType:
+    from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     from obskit.inert import inert
+    from obskit.output import console
 
     items: list[Any] = []
-    table = Table(title=f"obskit bench compare (threshold {r.settings.threshold * 100:g}%; ratio = head/base)", title_justify="left", title_style="bold")
+    names = [b.name for b in r.benchmarks]
+    prefix = _common_module(names)
+    labels = {_metric_label(m) for b in r.benchmarks for m in b.metrics}
+    one_metric = len(labels) == 1
+    title = f"obskit bench compare (threshold {r.settings.threshold * 100:g}%; ratio = head/base"
+    title += (f"; {inert(next(iter(labels)))}" if one_metric else "") + (f"; in {inert(prefix[:-2])}" if prefix else "") + ")"
+    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+                  show_edge=False, collapse_padding=True)
+    narrow = console().width < 100  # the run counts go (they stay in --json and --markdown)
     multi = len(r.benchmarks) > 1 or r.mode == "files"
     if multi:
-        table.add_column("benchmark", overflow="fold")
-    for col, just in (("metric", "left"), ("base", "right"), ("head", "right"), ("ratio", "right"),
-                      (f"{r.settings.confidence * 100:g}% CI", "right"), ("floor", "right"), ("runs", "right"),
-                      ("verdict", "left")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+        table.add_column("benchmark", overflow="fold", ratio=1, min_width=12)
+    cols = [("metric", "left")] if not one_metric else []
+    cols += [("base", "right"), ("head", "right"), ("ratio", "right"), (f"{r.settings.confidence * 100:g}% CI", "right"),
+             ("floor", "right"), *([] if narrow else [("runs", "right")]), ("verdict", "left")]
+    for col, just in cols:
+        table.add_column(col, justify=just, no_wrap=True,  # type: ignore[arg-type]
+                         min_width=12 if col == "verdict" else None)
     for b in r.benchmarks:
         for m in b.metrics:
-            row: list[Any] = [_metric_label(m), fmt_value(m.base_median, m.unit), fmt_value(m.head_median, m.unit),
-                   fmt_ratio(m), fmt_ci(m), fmt_floor(m), f"{m.n_base}/{m.n_head}",
-                   Text(m.verdict, style=STYLE.get(m.verdict, ""))]
-            table.add_row(*([inert(b.name)] if multi else []), *row)
+            row: list[Any] = ([_metric_label(m)] if not one_metric else []) + [
+                fmt_value(m.base_median, m.unit), fmt_value(m.head_median, m.unit),
+                fmt_ratio(m), fmt_ci(m), fmt_floor(m), *([] if narrow else [f"{m.n_base}/{m.n_head}"]),
+                Text(m.verdict, style=STYLE.get(m.verdict, ""))]
+            table.add_row(*([inert(b.name[len(prefix):] or b.name)] if multi else []), *row)
     items.append(table)
     items.append(Text(summary_line(r), style=STYLE.get(r.verdict, "")))
     if r.where is not None:
         items.append(_where_table(r))
     items.extend(Text(f"warning: {inert(w)}", style="yellow") for w in r.warnings)
     return Group(*items)
+
+
+def _common_module(names: list[str]) -> str:
+    """``tests/test_x.py::`` when every benchmark name starts with the same one (pytest ids)."""
+    if len(names) < 2:
+        return ""
+    heads = {n.rpartition("::")[0] for n in names}
+    if len(heads) != 1 or not next(iter(heads)):
+        return ""
+    return next(iter(heads)) + "::"
 
 
 def _where_table(r: BenchResult) -> RenderableType:

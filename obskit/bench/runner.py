@@ -165,14 +165,19 @@ def evaluate(name: str, runs: list[Run], specs: list[MetricSpec], plan: RunPlan)
 
 
 def verdict_for(spec: MetricSpec, base: list[float], head: list[float], calib: list[float] | None,
-                threshold: float, confidence: float, *, paired: bool = False) -> MetricVerdict:
-    """The verdict of one metric; ``paired``: base[i], head[i] and calib[i] ran in the same round."""
+                threshold: float, confidence: float, *, paired: bool = False,
+                drift: float | None = None) -> MetricVerdict:
+    """The verdict of one metric; ``paired``: base[i], head[i] and calib[i] ran in the same round.
+    Unpaired (two separate runs): block intervals, and the floor is ``drift``, how far the
+    runs of these files wandered within themselves (``stats.drift_floor``)."""
     if paired:
         iv = stats.paired_interval(base, head, confidence=confidence)
     else:
-        iv = stats.ratio_interval(base, head, confidence=confidence)
+        iv = stats.unpaired_interval(base, head, confidence=confidence)
     if calib:
         floor, floor_method = stats.floor_from_aa(base, calib, confidence=confidence, paired=paired), "aa"
+    elif not paired:
+        floor, floor_method = drift, "drift"
     else:
         floor = stats.floor_from_split(base, confidence=confidence, paired=paired)
         floor_method = "split-half"

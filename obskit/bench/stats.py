@@ -6,20 +6,24 @@ samples always gets the same verdict; docs/bench.md explains the choices.
 - **Commands** (``paired_interval``): base and head run back to back in every round, so the
   ratio of each pair is taken (load that hits both cancels) and summarised by the
   Hodges–Lehmann estimate of the log ratios, with its Wilcoxon signed-rank interval.
-- **Result files** (``ratio_interval``, nothing is paired): the ratio of medians head/base
-  (medians, because a run that met a burst of load moves a mean but not a median) and a
-  percentile bootstrap interval (both sides resampled independently, ``BOOTSTRAP`` resamples)
-  up to ``LARGE`` samples a side; above that, where the bootstrap would cost seconds and the
-  normal approximation is good, the distribution-free interval of each median (order
-  statistics) is turned into a standard error and combined in log space.
+- **Result files** (``unpaired_interval``, nothing is paired): the ratio of medians head/base
+  (medians, because a run that met a burst of load moves a mean but not a median); its
+  interval is a percentile bootstrap over ``BLOCKS`` contiguous block medians a side, since
+  one run's rounds are not independent (a busy stretch slows many consecutive rounds; an
+  interval over rounds was a few percent wide while identical code moved 20-50 % between
+  runs).  ``ratio_interval`` (both sides resampled independently, ``BOOTSTRAP`` resamples, up
+  to ``LARGE`` samples a side; above that the distribution-free interval of each median,
+  turned into a standard error and combined in log space) does the resampling.
 - **Noise floor**: the half-width (log-symmetric, ``sqrt(hi/lo) - 1``) of an A/A (base against
   base) interval at the same number of runs (``floor_from_aa``); with no A/A runs, from the
   two halves of the base samples, scaled to the full number of runs (``floor_from_split``).
-  A regression's whole interval must clear it: identical commands would wander that far.
+  Result files: ``drift_floor``, how far each run wandered between its first and second
+  half, the largest over every series of both files (the machine was that noisy for all of
+  them).  A regression's whole interval must clear it: identical code would wander that far.
 - **Verdict**: *regressed* when the whole interval is worse than ``1 + max(threshold, floor)``,
   *improved* when it is wholly better than ``1 / (1 + max(threshold, floor))``, *unchanged*
   when it lies wholly within ``1 ± (threshold + floor)`` (what tolerance and noise together
-  explain), *inconclusive* otherwise.
+  explain) and the ratio itself within the threshold, *inconclusive* otherwise.
 """
 
 from __future__ import annotations
@@ -107,6 +111,46 @@ def ratio_interval(base: Sequence[float], head: Sequence[float], *, confidence: 
     return Interval(ratio, lo, hi, "bootstrap")
 
 
+BLOCKS = 16  # contiguous blocks a series from one run is cut into (unpaired comparisons)
+
+
+def blocked(xs: Sequence[float], blocks: int = BLOCKS) -> list[float]:
+    """The medians of ``blocks`` contiguous runs of ``xs`` in recorded order (each sample alone
+    when there are fewer).  One run's samples are not independent: a burst of load, a busy
+    sibling hyperthread or a stolen CPU slows a stretch of consecutive rounds together, so
+    stretches, not rounds, are what an interval over one run can count on."""
+    n = len(xs)
+    k = min(blocks, n)
+    return [median(xs[i * n // k:(i + 1) * n // k]) for i in range(k)]
+
+
+def unpaired_interval(base: Sequence[float], head: Sequence[float], *, confidence: float = 0.95) -> Interval:
+    """Two separate runs (result files): the ratio of medians, with the bootstrap interval of
+    the ratio of block medians (:func:`blocked`), widened to hold the ratio itself."""
+    ratio = _safe_ratio(median(head), median(base))
+    if len(base) < MIN_SAMPLES or len(head) < MIN_SAMPLES or not math.isfinite(ratio):
+        return Interval(ratio, None, None, "none")
+    iv = ratio_interval(blocked(base), blocked(head), confidence=confidence)
+    if iv.lo is None or iv.hi is None:
+        return Interval(ratio, None, None, "none")
+    return Interval(ratio, min(iv.lo, ratio), max(iv.hi, ratio), "block-bootstrap")
+
+
+def drift_floor(series: Sequence[float], *, confidence: float = 0.95) -> float | None:
+    """How far one run wandered from its first half to its second (block medians against each
+    other: the shift itself, or its interval's half-width when that is wider).  Separate runs
+    wander apart at least that much, so an unpaired change must clear it."""
+    blocks = blocked(series)
+    if len(blocks) < 2 * MIN_SAMPLES:
+        return None
+    half = len(blocks) // 2
+    iv = ratio_interval(blocks[:half], blocks[half:], confidence=confidence)
+    if not math.isfinite(iv.ratio) or iv.ratio <= 0:
+        return None
+    shift = math.exp(abs(math.log(iv.ratio))) - 1.0
+    return max(shift, half_width(iv) or 0.0)
+
+
 MAX_WALSH = 1500  # pairs above which the median's order-statistic interval replaces Hodges–Lehmann
 
 
@@ -181,7 +225,9 @@ def decide(iv: Interval, *, threshold: float, floor: float | None, higher_is_bet
         return REGRESSED
     if hi < 1.0 / (1.0 + margin):
         return IMPROVED
-    if lo >= 1.0 / (1.0 + tolerance) and hi <= 1.0 + tolerance:
+    cost = iv.ratio if not higher_is_better else (1.0 / iv.ratio if iv.ratio > 0 else math.inf)
+    if lo >= 1.0 / (1.0 + tolerance) and hi <= 1.0 + tolerance and 1.0 / (1.0 + threshold) <= cost <= 1.0 + threshold:
+        # (the ratio itself within the threshold too: a 1.5x ratio under a wide floor is not "unchanged")
         return UNCHANGED
     return INCONCLUSIVE
 
