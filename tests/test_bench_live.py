@@ -64,7 +64,7 @@ def test_forty_percent_slower_is_regressed(targets: tuple[str, str], tmp_path: P
     art = json.loads((tmp_path / "art" / "result.json").read_text())
     assert art["rounds"] == doc["rounds"] and (tmp_path / "art" / "summary.md").read_text() in md
     # obskit's own saved result is a result file too: the same document on both sides compares its base
-    # runs with its head runs (unpaired now: a bootstrap interval of the ratio of medians)
+    # runs with its head runs (unpaired now: a block-bootstrap interval of the ratio of medians, the drift floor)
     saved = str(tmp_path / "art" / "result.json")
     r = run_obskit("bench", "compare", saved, saved, "--json")
     assert r.exit_code in (0, 3), r.stderr
