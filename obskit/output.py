@@ -173,17 +173,26 @@ def human_bytes(n: float | None) -> str:
     return f"{value:.1f} TiB"
 
 
-def human_seconds(s: float | None) -> str:
+def human_seconds(s: float | None, *, precise: bool = False) -> str:
+    """A duration for people; ``precise`` (benchmark medians and deltas): signed, from
+    nanoseconds, with the digits a 1 % change needs, seconds to the millisecond."""
     if s is None:
         return "-"
-    if s < 1e-3:
-        return f"{s * 1e6:.0f}µs"
-    if s < 1:
-        return f"{s * 1e3:.1f}ms"
-    if s < 120:
-        return f"{s:.1f}s"
-    if s < 7200:
-        return f"{s / 60:.1f}m"
-    if s < 172800:
-        return f"{s / 3600:.1f}h"
+    if precise and abs(s) < 120:
+        if s == 0:
+            return "0"
+        steps = _PRECISE_STEPS
+    else:
+        steps = _HUMAN_STEPS
+    for below, scale, spec, unit in steps:
+        if abs(s) < below:
+            return f"{s * scale:{spec}}{unit}"
     return f"{s / 86400:.1f}d"
+
+
+# (below, multiply by, format, unit), first match wins
+_Steps = tuple[tuple[float, float, str, str], ...]
+_PRECISE_STEPS: _Steps = ((1e-6, 1e9, ".1f", "ns"), (1e-3, 1e6, ".1f", "µs"), (0.1, 1e3, ".1f", "ms"), (1, 1e3, ".0f", "ms"),
+                  (120, 1, ".3f", "s"))
+_HUMAN_STEPS: _Steps = ((1e-3, 1e6, ".0f", "µs"), (1, 1e3, ".1f", "ms"), (120, 1, ".1f", "s"), (7200, 1 / 60, ".1f", "m"),
+                (172800, 1 / 3600, ".1f", "h"))

