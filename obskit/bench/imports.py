@@ -189,6 +189,7 @@ def compare_files(base_path: str, head_path: str, *, threshold: float, confidenc
             if d is not None:
                 drift[x.metric] = max(d, drift.get(x.metric, 0.0))
     results: dict[str, BenchmarkResult] = {}
+    short_runs: list[tuple[float, str]] = []
     for key, h in head.series.items():
         b = base_side.get(key)
         if b is None:
@@ -209,10 +210,7 @@ def compare_files(base_path: str, head_path: str, *, threshold: float, confidenc
                     mv.verdict = stats.INCONCLUSIVE  # no more sure of "no change" than of a change
                 mv.note = (f"a run measured {min(spans) * 1e3:.0f} ms: too short to tell a change from a slow "
                            f"stretch of the machine, so only a change beyond {1 + SHORT_RUN_FLOOR:.0f}x counts")
-                msg = (f"{h.name}: {mv.note} (measure longer: pytest --benchmark-max-time=1, or compare "
-                       "interleaved with `obskit bench`)")
-                if msg not in warnings:
-                    warnings.append(msg)
+                short_runs.append((min(spans), h.name))
             br.metrics.append(mv)
             continue
         mb = stats.median(b.values) if b.values else b.median
@@ -228,6 +226,12 @@ def compare_files(base_path: str, head_path: str, *, threshold: float, confidenc
         msg = f"{h.name}: {note} (save raw data: pytest --benchmark-save-data)"
         if msg not in warnings:
             warnings.append(msg)
+    if short_runs:
+        span, name = min(short_runs)
+        who = name if len(short_runs) == 1 else f"{len(short_runs)} benchmarks (the shortest, {name})"
+        warnings.append(f"{who}: a run measured {span * 1e3:.0f} ms, too short to tell a change from a slow stretch "
+                        f"of the machine, so only a change beyond {1 + SHORT_RUN_FLOOR:.0f}x counts (measure longer: "
+                        "pytest --benchmark-max-time=1, or compare interleaved with `obskit bench`)")
     only_base = sorted({k[0] for k in base_side} - {k[0] for k in head.series})
     only_head = sorted({k[0] for k in head.series} - {k[0] for k in base_side})
     if only_base:
