@@ -123,3 +123,26 @@ def test_server_down_spools_then_replays_nothing_lost_nothing_twice(tmp_path: Pa
     finally:
         terminate(target)
         recv.stop()
+
+
+def test_spool_dir_that_is_a_link_or_another_users_is_refused(tmp_path: Path) -> None:
+    """The spool holds profiles obskit replays later: a planted link or a directory someone else
+    made first is never used (the one private_dir of obskit.state)."""
+
+    from obskit.errors import InputError
+    from obskit.serve.pyroscope import Pusher
+
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    link = tmp_path / "spool-link"
+    link.symlink_to(real)
+    with pytest.raises(InputError, match="not a directory owned by this user"):
+        Pusher("http://127.0.0.1:9/", link)
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 65534, 65534)
+        with pytest.raises(InputError, match="not a directory owned by this user"):
+            Pusher("http://127.0.0.1:9/", theirs)
+    mine = Pusher("http://127.0.0.1:9/", tmp_path / "a" / "spool").dir
+    assert (os.stat(mine).st_mode & 0o777) == 0o700

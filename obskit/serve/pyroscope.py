@@ -85,13 +85,23 @@ class Stats:
     last_error: str = ""
 
 
+def _spool_dir(path: Path) -> Path:
+    from obskit.state import private_dir
+
+    try:
+        return private_dir(path)
+    except OSError as e:
+        raise InputError(f"spool directory {path} is not a directory owned by this user ({e.strerror or e})",
+                         "choose another --spool-dir") from None
+
+
 class Pusher:
     """Push now, or spool; ``replay()`` sends what is spooled (oldest first) while the server answers."""
 
     def __init__(self, url: str, spool_dir: Path, *, max_bytes: int = 64 << 20, max_files: int = 2000,
                  timeout: float = 10.0) -> None:
         self.url = check_url(url)
-        self.dir = private_dir(spool_dir)
+        self.dir = _spool_dir(spool_dir)
         self.max_bytes, self.max_files = max_bytes, max_files
         self.timeout = timeout
         self.stats = Stats()
@@ -201,14 +211,3 @@ def read_entry(path: Path) -> tuple[dict[str, str], bytes] | None:
     if not isinstance(query, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in query.items()):
         return None
     return query, pprof
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` created 0700 for this user; a link or another user's directory is refused."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-        raise InputError(f"spool directory {path} is not a directory owned by this user", "choose another --spool-dir")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
-    return path
