@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -214,16 +215,21 @@ def _silence(fd: int) -> None:
         pass
 
 
-def _no_result(e: BaseException) -> bool:
-    """True when ``e`` happened while a command was reporting that it had no result yet."""
+def _in_context(e: BaseException, wanted: Callable[[BaseException], bool]) -> BaseException | None:
+    """``e`` or the first exception it happened while handling (its ``__context__`` chain) that is ``wanted``."""
     seen: BaseException | None = e
     for _ in range(20):
         if seen is None:
-            return False
-        if isinstance(seen, Interrupted):
-            return True
+            return None
+        if wanted(seen):
+            return seen
         seen = seen.__context__
-    return False
+    return None
+
+
+def _no_result(e: BaseException) -> bool:
+    """True when ``e`` happened while a command was reporting that it had no result yet."""
+    return _in_context(e, lambda x: isinstance(x, Interrupted)) is not None
 
 
 def _is_terminal_gone(e: BaseException) -> bool:
@@ -231,18 +237,6 @@ def _is_terminal_gone(e: BaseException) -> bool:
     import errno
 
     return isinstance(e, OSError) and e.errno in (errno.EIO, errno.EPIPE)
-
-
-def _terminal_gone_before(e: BaseException) -> OSError | None:
-    """The EIO/EPIPE this interrupt landed on top of, if any."""
-    seen: BaseException | None = e
-    for _ in range(20):
-        if seen is None:
-            return None
-        if isinstance(seen, OSError) and _is_terminal_gone(seen):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _silence_stdout() -> None:
@@ -326,7 +320,7 @@ def _main(args: list[str], stdout_was_devnull: bool) -> int:
         _Signals.finishing = True
         if result_shown():
             return int(ExitCode.OK)  # a stream's lines were its result: this is its normal end
-        gone = _terminal_gone_before(e)
+        gone = _in_context(e, _is_terminal_gone)  # the EIO/EPIPE this interrupt landed on, if any
         if gone is not None:
             # The terminal hung up while the report was printed, and its SIGHUP landed on the way
             # out: the same end as the hang-up alone.
